@@ -1,0 +1,15 @@
+//! symbiont-kernels: the CPU compute seam of the engine.
+//!
+//! Everything here works on flat row-major slices. Model code (forward/backward pairs) is written
+//! once, generic over [`Real`] (f32 for training and inference, f64 for gradient checks), against
+//! these kernels. A naive reference sits beside each fast kernel and is its test oracle.
+
+pub mod activation;
+pub mod gemm;
+pub mod real;
+pub mod reduce;
+pub mod rng;
+pub mod softmax;
+
+pub use gemm::{matmul, matmul_reference, Trans};
+pub use real::Real;

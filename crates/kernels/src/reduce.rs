@@ -1,0 +1,87 @@
+//! Deterministic reductions and element-wise updates over parameter-sized buffers.
+//!
+//! Parallel sums split the input into fixed chunks and add the partial results in chunk order, so
+//! the result does not depend on thread timing (needed for bit-exact `--resume`).
+
+use crate::Real;
+use rayon::prelude::*;
+
+const CHUNK: usize = 1 << 16;
+
+/// Sum of squares in f64, deterministic for a given input.
+pub fn sum_squares<F: Real>(x: &[F]) -> f64 {
+    let partials: Vec<f64> = x
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>())
+        .collect();
+    partials.iter().sum()
+}
+
+/// `y += a * x`, parallel.
+pub fn axpy<F: Real>(a: F, x: &[F], y: &mut [F]) {
+    assert_eq!(x.len(), y.len());
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x));
+}
+
+/// `x *= a`, parallel.
+pub fn scale<F: Real>(a: F, x: &mut [F]) {
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|v| *v *= a));
+}
+
+/// `out[j] += sum_i m[i, j]` for a row-major (rows, cols) matrix: the bias gradient.
+pub fn add_column_sums<F: Real>(m: &[F], cols: usize, out: &mut [F]) {
+    assert_eq!(out.len(), cols);
+    assert_eq!(m.len() % cols.max(1), 0);
+    if cols == 0 {
+        return;
+    }
+    // Parallel over column blocks: each task owns its slice of `out`, rows summed in order.
+    const COLS_PER_TASK: usize = 1024;
+    out.par_chunks_mut(COLS_PER_TASK)
+        .enumerate()
+        .for_each(|(blk, o)| {
+            let start = blk * COLS_PER_TASK;
+            for row in m.chunks_exact(cols) {
+                let width = o.len();
+                for (acc, &v) in o.iter_mut().zip(&row[start..start + width]) {
+                    *acc += v;
+                }
+            }
+        });
+}
+
+/// True when every element is finite.
+pub fn all_finite<F: Real>(x: &[F]) -> bool {
+    x.par_chunks(CHUNK).all(|c| c.iter().all(|v| v.is_finite()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_sums_match_naive() {
+        let (rows, cols) = (7, 2500);
+        let m: Vec<f64> = (0..rows * cols).map(|i| (i % 13) as f64 - 6.0).collect();
+        let mut out = vec![1.0; cols];
+        add_column_sums(&m, cols, &mut out);
+        for j in 0..cols {
+            let want: f64 = 1.0 + (0..rows).map(|i| m[i * cols + j]).sum::<f64>();
+            assert_eq!(out[j], want);
+        }
+    }
+
+    #[test]
+    fn sum_squares_and_finite() {
+        let x: Vec<f32> = (0..200_000).map(|i| (i % 3) as f32).collect();
+        let want: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        assert_eq!(sum_squares(&x), want);
+        assert!(all_finite(&x));
+        let mut y = x.clone();
+        y[150_000] = f32::NAN;
+        assert!(!all_finite(&y));
+    }
+}
