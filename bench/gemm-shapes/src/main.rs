@@ -22,6 +22,8 @@ const B: usize = 20;
 const T: usize = 35;
 const V: usize = 10_000;
 const TB: usize = T * B; // 700
+/// Whether the `gemm` crate was built with its AVX-512 (`x86-v4`) kernels.
+const GEMM_X86_V4: bool = cfg!(feature = "gemm-x86-v4");
 /// Layers assumed for the per-step weighting in the summary (2-layer LSTM).
 const LAYERS: usize = 2;
 
@@ -617,6 +619,7 @@ fn main() {
                     "min_s": s.min,
                     "gflops_median": gf(r.flops, s.median),
                     "ratio_faer_over_gemm": r.f.median / r.g.median,
+                    "gemm_x86_v4": GEMM_X86_V4,
                 });
                 println!("{j}");
             }
@@ -646,7 +649,8 @@ fn main() {
         }
     } else {
         println!(
-            "gemm-shapes: f32, row-major, B={B} T={T} V={V}; {ncpu} CPUs visible, rayon pool {rayon_threads} threads"
+            "gemm-shapes: f32, row-major, B={B} T={T} V={V}; {ncpu} CPUs visible, rayon pool {rayon_threads} threads; gemm x86-v4 (AVX-512) feature: {}",
+            if GEMM_X86_V4 { "on" } else { "off" }
         );
         println!();
         println!(

@@ -145,7 +145,9 @@ mod tests {
 
     fn random(len: usize, seed: u64) -> Vec<f32> {
         let rng = CounterRng::new(seed);
-        (0..len).map(|i| rng.uniform(0, i as u64) * 2.0 - 1.0).collect()
+        (0..len)
+            .map(|i| rng.uniform(0, i as u64) * 2.0 - 1.0)
+            .collect()
     }
 
     proptest! {

@@ -77,7 +77,10 @@ pub fn softmax_xent_reference<F: Real>(
 ) {
     for (r, &t) in targets.iter().enumerate() {
         let row = &mut logits[r * v..(r + 1) * v];
-        let max = row.iter().map(|x| x.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+        let max = row
+            .iter()
+            .map(|x| x.to_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|x| (x.to_f64() - max).exp()).sum();
         row_loss[r] = sum.ln() + max - row[t as usize].to_f64();
         if let Some(s) = grad_scale {
@@ -100,10 +103,14 @@ mod tests {
     fn fused_matches_reference_including_huge_logits() {
         let (n, v) = (37, 1003);
         let rng = CounterRng::new(9);
-        let mut logits: Vec<f32> = (0..n * v).map(|i| rng.uniform(0, i as u64) * 20.0 - 10.0).collect();
+        let mut logits: Vec<f32> = (0..n * v)
+            .map(|i| rng.uniform(0, i as u64) * 20.0 - 10.0)
+            .collect();
         logits[5] = 80.0; // would overflow a naive exp
         logits[v + 3] = -90.0;
-        let targets: Vec<u32> = (0..n).map(|i| (rng.bits(1, i as u64) % v as u64) as u32).collect();
+        let targets: Vec<u32> = (0..n)
+            .map(|i| (rng.bits(1, i as u64) % v as u64) as u32)
+            .collect();
         let mut fast = logits.clone();
         let mut slow = logits.clone();
         let (mut lf, mut ls) = (vec![0.0; n], vec![0.0; n]);

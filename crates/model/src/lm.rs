@@ -1,0 +1,413 @@
+//! The word-level LSTM language model (Zaremba et al. 2014 / PyTorch's word_language_model):
+//! embedding → dropout → L stacked LSTM layers with dropout between them → dropout → linear
+//! decoder → softmax cross-entropy. Parameter names follow PyTorch's `state_dict`.
+
+use crate::dropout::{dropout_backward, dropout_forward, DropoutCtx};
+use crate::embedding::{embedding_backward, embedding_forward};
+use crate::linear::{linear_backward, linear_forward};
+use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
+use crate::{ModelError, ParamLayout};
+use kernels::rng::CounterRng;
+use kernels::softmax::softmax_xent;
+use kernels::Real;
+use serde::{Deserialize, Serialize};
+
+/// Architecture of a language model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmConfig {
+    /// Vocabulary size V (filled from the data when 0).
+    #[serde(default)]
+    pub vocab: usize,
+    /// Embedding width E (0 = same as `hidden`).
+    #[serde(default)]
+    pub embedding: usize,
+    /// LSTM hidden width H.
+    pub hidden: usize,
+    /// Number of stacked LSTM layers L.
+    pub layers: usize,
+    /// Dropout probability on non-recurrent connections (embedding output, between layers,
+    /// before the decoder), as in Zaremba et al.
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl LmConfig {
+    /// E, resolving the "same as hidden" default.
+    pub fn embedding_width(&self) -> usize {
+        if self.embedding == 0 {
+            self.hidden
+        } else {
+            self.embedding
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.vocab == 0 {
+            return Err(ModelError::Config("vocab must be > 0".into()));
+        }
+        if self.vocab > u32::MAX as usize {
+            return Err(ModelError::Config("vocab must fit in 32 bits".into()));
+        }
+        if self.hidden == 0 {
+            return Err(ModelError::Config("hidden must be > 0".into()));
+        }
+        if self.layers == 0 {
+            return Err(ModelError::Config("layers must be > 0".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelError::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Indices of the model's tensors in its layout.
+#[derive(Clone, Debug)]
+struct TensorIds {
+    encoder: usize,
+    /// Per layer: weight_ih, weight_hh, bias_ih, bias_hh (contiguous in the layout).
+    layers: Vec<[usize; 4]>,
+    decoder_w: usize,
+    decoder_b: usize,
+}
+
+/// A language model: configuration, layout and the flat parameter buffer.
+#[derive(Clone, Debug)]
+pub struct LanguageModel<F> {
+    pub config: LmConfig,
+    pub layout: ParamLayout,
+    pub params: Vec<F>,
+    ids: TensorIds,
+}
+
+/// The recurrent state carried from one batch to the next: per layer h and c, (B, H) each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LmState<F> {
+    pub batch: usize,
+    pub h: Vec<Vec<F>>,
+    pub c: Vec<Vec<F>>,
+}
+
+impl<F: Real> LmState<F> {
+    pub fn zeros(config: &LmConfig, batch: usize) -> Self {
+        let z = vec![vec![F::ZERO; batch * config.hidden]; config.layers];
+        Self {
+            batch,
+            h: z.clone(),
+            c: z,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.h
+            .iter_mut()
+            .chain(self.c.iter_mut())
+            .for_each(|v| v.fill(F::ZERO));
+    }
+}
+
+/// Buffers for one (T, B): activations, tapes and activation gradients, reused across batches.
+#[derive(Clone, Debug)]
+pub struct LmWorkspace<F> {
+    pub t: usize,
+    pub b: usize,
+    emb: Vec<F>,
+    /// Input of layer l after dropout (l = 0..L), and the decoder input (l = L): (T, B, width).
+    xs: Vec<Vec<F>>,
+    /// Dropout masks of the same shapes (empty when dropout is off).
+    masks: Vec<Vec<F>>,
+    tapes: Vec<LstmTape<F>>,
+    /// Logits, then their gradient after a training forward: (T, B, V).
+    pub logits: Vec<F>,
+    /// Cross-entropy per token: (T, B).
+    pub row_loss: Vec<f64>,
+    dcur: Vec<F>,
+    dprev: Vec<F>,
+    /// Whether the last forward applied dropout (backward must then apply the masks).
+    dropout_active: bool,
+}
+
+impl<F: Real> LanguageModel<F> {
+    /// A model with all parameters zero; see [`LanguageModel::init_uniform`].
+    pub fn new(config: LmConfig) -> Result<Self, ModelError> {
+        config.validate()?;
+        let (v, e, h) = (config.vocab, config.embedding_width(), config.hidden);
+        let mut layout = ParamLayout::new();
+        let encoder = layout.push("encoder.weight", &[v, e]);
+        let mut layers = Vec::with_capacity(config.layers);
+        for l in 0..config.layers {
+            let input = if l == 0 { e } else { h };
+            layers.push([
+                layout.push(&format!("rnn.weight_ih_l{l}"), &[4 * h, input]),
+                layout.push(&format!("rnn.weight_hh_l{l}"), &[4 * h, h]),
+                layout.push(&format!("rnn.bias_ih_l{l}"), &[4 * h]),
+                layout.push(&format!("rnn.bias_hh_l{l}"), &[4 * h]),
+            ]);
+        }
+        let decoder_w = layout.push("decoder.weight", &[v, h]);
+        let decoder_b = layout.push("decoder.bias", &[v]);
+        let params = vec![F::ZERO; layout.total()];
+        Ok(Self {
+            config,
+            layout,
+            params,
+            ids: TensorIds {
+                encoder,
+                layers,
+                decoder_w,
+                decoder_b,
+            },
+        })
+    }
+
+    /// Every parameter ~ U(-scale, scale) (Zaremba's initialisation), from `seed`.
+    pub fn init_uniform(&mut self, scale: f64, seed: u64) {
+        let rng = CounterRng::new(seed);
+        for (i, p) in self.params.iter_mut().enumerate() {
+            *p = F::from_f64((rng.uniform_f64(0, i as u64) * 2.0 - 1.0) * scale);
+        }
+    }
+
+    /// Number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.layout.total()
+    }
+
+    /// Parameters of the embedding and the decoder (reported separately: they dominate).
+    pub fn num_embedding_params(&self) -> usize {
+        [self.ids.encoder, self.ids.decoder_w, self.ids.decoder_b]
+            .iter()
+            .map(|&i| self.layout.get(i).len())
+            .sum()
+    }
+
+    pub fn layer_shape(&self, l: usize, t: usize, b: usize) -> LstmShape {
+        let i = if l == 0 {
+            self.config.embedding_width()
+        } else {
+            self.config.hidden
+        };
+        LstmShape {
+            t,
+            b,
+            i,
+            h: self.config.hidden,
+        }
+    }
+
+    fn tensor(&self, id: usize) -> &[F] {
+        &self.params[self.layout.range(id)]
+    }
+
+    fn layer_weights(&self, l: usize) -> LstmWeights<'_, F> {
+        let [a, b, c, d] = self.ids.layers[l];
+        LstmWeights {
+            w_ih: self.tensor(a),
+            w_hh: self.tensor(b),
+            b_ih: self.tensor(c),
+            b_hh: self.tensor(d),
+        }
+    }
+
+    /// Allocates the buffers for sequences of `t` steps and batch `b`.
+    pub fn workspace(&self, t: usize, b: usize) -> LmWorkspace<F> {
+        let (e, h, v) = (
+            self.config.embedding_width(),
+            self.config.hidden,
+            self.config.vocab,
+        );
+        let tb = t * b;
+        let widths: Vec<usize> = (0..=self.config.layers)
+            .map(|l| if l == 0 { e } else { h })
+            .collect();
+        LmWorkspace {
+            t,
+            b,
+            emb: vec![F::ZERO; tb * e],
+            xs: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
+            masks: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
+            tapes: (0..self.config.layers)
+                .map(|l| LstmTape::new(self.layer_shape(l, t, b)))
+                .collect(),
+            logits: vec![F::ZERO; tb * v],
+            row_loss: vec![0.0; tb],
+            dcur: vec![F::ZERO; tb * e.max(h)],
+            dprev: vec![F::ZERO; tb * e.max(h)],
+            dropout_active: false,
+        }
+    }
+
+    /// Forward over `tokens` (T, B) predicting `targets` (T, B), starting from `state` and
+    /// leaving the final state in it. Returns the summed cross-entropy over the T*B tokens
+    /// (per-token values in `ws.row_loss`).
+    ///
+    /// With `grad_scale = Some(s)`, `ws.logits` ends up holding the gradient of
+    /// `s * sum(cross-entropy)` w.r.t. the logits, ready for [`LanguageModel::backward`].
+    /// `dropout` is applied only when given and the config's probability is > 0.
+    pub fn forward(
+        &self,
+        ws: &mut LmWorkspace<F>,
+        tokens: &[u32],
+        targets: &[u32],
+        state: &mut LmState<F>,
+        dropout: Option<DropoutCtx>,
+        grad_scale: Option<F>,
+    ) -> f64 {
+        let (t, b) = (ws.t, ws.b);
+        let tb = t * b;
+        assert_eq!(tokens.len(), tb, "forward: tokens are not (T, B)");
+        assert_eq!(targets.len(), tb, "forward: targets are not (T, B)");
+        assert_eq!(
+            state.batch, b,
+            "forward: state batch differs from workspace batch"
+        );
+        let (e, h, v) = (
+            self.config.embedding_width(),
+            self.config.hidden,
+            self.config.vocab,
+        );
+        let dropout = dropout
+            .filter(|_| self.config.dropout > 0.0)
+            .map(|d| DropoutCtx {
+                p: self.config.dropout,
+                ..d
+            });
+        ws.dropout_active = dropout.is_some();
+
+        embedding_forward(self.tensor(self.ids.encoder), e, tokens, &mut ws.emb);
+        apply_dropout(
+            dropout.as_ref(),
+            0,
+            &ws.emb,
+            &mut ws.masks[0],
+            &mut ws.xs[0],
+        );
+        for l in 0..self.config.layers {
+            let s = self.layer_shape(l, t, b);
+            lstm_forward(
+                s,
+                self.layer_weights(l),
+                &ws.xs[l],
+                &state.h[l],
+                &state.c[l],
+                &mut ws.tapes[l],
+            );
+            let (h_t, c_t) = ws.tapes[l].final_state(s);
+            state.h[l].copy_from_slice(h_t);
+            state.c[l].copy_from_slice(c_t);
+            apply_dropout(
+                dropout.as_ref(),
+                (l + 1) as u64,
+                ws.tapes[l].output(s),
+                &mut ws.masks[l + 1],
+                &mut ws.xs[l + 1],
+            );
+        }
+        linear_forward(
+            &ws.xs[self.config.layers],
+            self.tensor(self.ids.decoder_w),
+            self.tensor(self.ids.decoder_b),
+            tb,
+            h,
+            v,
+            &mut ws.logits,
+        );
+        softmax_xent(&mut ws.logits, v, targets, grad_scale, &mut ws.row_loss);
+        // Summed in order so the result is deterministic.
+        ws.row_loss.iter().sum()
+    }
+
+    /// Back-propagates the gradient left in `ws.logits` by a training forward; accumulates
+    /// into `grads` (same layout as the parameters).
+    pub fn backward(&self, ws: &mut LmWorkspace<F>, tokens: &[u32], grads: &mut [F]) {
+        assert_eq!(
+            grads.len(),
+            self.layout.total(),
+            "backward: grads do not match the layout"
+        );
+        let (t, b) = (ws.t, ws.b);
+        let tb = t * b;
+        let (e, h, v) = (
+            self.config.embedding_width(),
+            self.config.hidden,
+            self.config.vocab,
+        );
+        let layers = self.config.layers;
+        {
+            let (dw, db) = split_pair(grads, &self.layout, self.ids.decoder_w, self.ids.decoder_b);
+            linear_backward(
+                &ws.xs[layers],
+                self.tensor(self.ids.decoder_w),
+                &ws.logits,
+                tb,
+                h,
+                v,
+                dw,
+                db,
+                Some(&mut ws.dcur[..tb * h]),
+            );
+        }
+        for l in (0..layers).rev() {
+            let s = self.layer_shape(l, t, b);
+            if ws.dropout_active {
+                dropout_backward(&ws.masks[l + 1], &mut ws.dcur[..tb * h]);
+            }
+            let [a, _, _, d] = self.ids.layers[l];
+            let span = self.layout.get(a).offset..self.layout.range(d).end;
+            let g = &mut grads[span];
+            let (dw_ih, rest) = g.split_at_mut(self.layout.get(a).len());
+            let (dw_hh, rest) = rest.split_at_mut(4 * h * h);
+            let (db_ih, db_hh) = rest.split_at_mut(4 * h);
+            lstm_backward(
+                s,
+                self.layer_weights(l),
+                &ws.xs[l],
+                &ws.dcur[..tb * h],
+                &mut ws.tapes[l],
+                LstmGrads {
+                    dw_ih,
+                    dw_hh,
+                    db_ih,
+                    db_hh,
+                },
+                Some(&mut ws.dprev[..tb * s.i]),
+            );
+            std::mem::swap(&mut ws.dcur, &mut ws.dprev);
+        }
+        if ws.dropout_active {
+            dropout_backward(&ws.masks[0], &mut ws.dcur[..tb * e]);
+        }
+        let de = &mut grads[self.layout.range(self.ids.encoder)];
+        embedding_backward(&ws.dcur[..tb * e], e, tokens, de);
+    }
+}
+
+fn apply_dropout<F: Real>(
+    ctx: Option<&DropoutCtx>,
+    site: u64,
+    x: &[F],
+    mask: &mut [F],
+    out: &mut [F],
+) {
+    match ctx {
+        Some(ctx) => dropout_forward(ctx, site, x, mask, out),
+        None => out.copy_from_slice(x),
+    }
+}
+
+/// Two disjoint tensors of a flat buffer, mutably (the first must come first in the layout).
+fn split_pair<'a, F>(
+    buf: &'a mut [F],
+    layout: &ParamLayout,
+    first: usize,
+    second: usize,
+) -> (&'a mut [F], &'a mut [F]) {
+    let (r1, r2) = (layout.range(first), layout.range(second));
+    assert!(r1.end <= r2.start, "split_pair: tensors out of order");
+    let (lo, hi) = buf.split_at_mut(r2.start);
+    (&mut lo[r1], &mut hi[..r2.len()])
+}
