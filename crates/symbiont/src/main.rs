@@ -1,1 +1,128 @@
-fn main() {}
+//! `symbiont`: the command-line interface (a thin layer over the library crates).
+//!
+//! Exit codes: 0 success; 1 a check failed (`gradcheck`); 2 usage or runtime error (bad flags,
+//! missing or corrupt data, invalid config, non-finite loss); 130 interrupted by Ctrl-C after
+//! saving a checkpoint.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "symbiont",
+    version,
+    about = "Compact, accurate and fast LSTMs: training engine and tools"
+)]
+struct Cli {
+    /// Worker threads for GEMMs and element-wise kernels (default: the config's [run] threads,
+    /// else all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a language model on PTB from a config file (or continue one with --resume).
+    Train(TrainArgs),
+    /// Perplexity of a trained checkpoint on a PTB split.
+    Eval(EvalArgs),
+    /// Run the f64 finite-difference gradient checks of every layer and the whole model.
+    /// Exits 1 when any check fails.
+    Gradcheck(GradcheckArgs),
+    /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
+    /// (the limits benchmarks report against).
+    Peak(PeakArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Experiment config (TOML), e.g. configs/ptb-small.toml. Optional with --resume (the
+    /// checkpoint's own config is used); when both are given the file's config must describe the
+    /// same architecture and optimizer, and its schedule and run settings apply from there on.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder with ptb.{train,valid,test}.txt (default: [data] dir of the config, else
+    /// ../shared/data/ptb, else data/ptb as written by tools/get-ptb.sh).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run folder for metrics.jsonl and checkpoint/ (default: runs/<config name>, or the run
+    /// folder of --resume).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop (saving a checkpoint) once this many optimizer steps have been taken in total,
+    /// counting steps before a resume.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Continue from a checkpoint: a run folder or its checkpoint/ folder. Gives the same result
+    /// as an uninterrupted run.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw the progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A checkpoint: a run folder or its checkpoint/ folder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Which split to score.
+    #[arg(long, value_parser = ["train", "valid", "test"])]
+    pub split: String,
+    /// Folder with the PTB files (default: as for train).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of parallel streams. 1 (the default) is the published protocol: every token sees
+    /// the whole preceding text.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Steps per forward call (does not change the result, only speed and memory).
+    #[arg(long, default_value_t = 35)]
+    pub bptt: usize,
+    /// Print a JSON object: {"perplexity", "loss", "tokens", "split", "batch", "checkpoint"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct GradcheckArgs {
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PeakArgs {
+    /// Hidden sizes whose training GEMM shapes are timed.
+    #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
+    pub hidden: Vec<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => commands::train(a, cli.threads),
+        Command::Eval(a) => commands::eval(a, cli.threads),
+        Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
+        Command::Peak(a) => commands::peak(a, cli.threads),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

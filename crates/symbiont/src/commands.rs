@@ -1,0 +1,322 @@
+//! The subcommands: argument handling and printing around the library calls.
+
+use crate::{EvalArgs, GradcheckArgs, PeakArgs, TrainArgs};
+use kernels::{matmul, Trans};
+use serde_json::json;
+use std::error::Error;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use train::checkpoint::{Checkpoint, DIR_NAME};
+use train::eval::evaluate;
+use train::ptb::{load_ptb, load_split, Split};
+use train::trainer::{fresh_checkpoint, train as run_training, Outcome, RunOptions};
+use train::TrainConfig;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Sizes rayon's global pool: `--threads`, else the config's, else all cores.
+fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
+    let n = cli.unwrap_or(config);
+    if n > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("cannot start {n} threads: {e}"))?;
+    }
+    Ok(())
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
+    let file_config = args
+        .config
+        .as_deref()
+        .map(TrainConfig::from_file)
+        .transpose()?;
+    let (mut ckpt_opt, run_dir_default) = match &args.resume {
+        Some(path) => {
+            let ckpt = Checkpoint::load(path)?;
+            let dir = Checkpoint::locate(path)?;
+            let run_dir = if dir
+                .file_name()
+                .is_some_and(|n| n == DIR_NAME || n == "checkpoint.old")
+            {
+                dir.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            } else {
+                dir.clone()
+            };
+            (Some(ckpt), run_dir)
+        }
+        None => {
+            let Some(cfg_path) = &args.config else {
+                return Err("give --config FILE (or --resume DIR to continue a run)".into());
+            };
+            let stem = cfg_path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("run");
+            (None, PathBuf::from("runs").join(stem))
+        }
+    };
+    let config = match (&file_config, &ckpt_opt) {
+        (Some(c), Some(ck)) => {
+            check_compatible(c, &ck.config)?;
+            c.clone()
+        }
+        (Some(c), None) => c.clone(),
+        (None, Some(ck)) => ck.config.clone(),
+        (None, None) => unreachable!("checked above"),
+    };
+    set_threads(threads, config.run.threads)?;
+    let data_dir = config.resolve_data_dir(args.data_dir.as_deref());
+    let corpus = load_ptb(&data_dir, config.data.verify_checksums)?;
+    let out_dir = args.out.clone().unwrap_or(run_dir_default);
+    let mut ckpt = match ckpt_opt.take() {
+        Some(mut ck) => {
+            ck.config = config.clone();
+            ck.optimizer.config = config.optim.clone();
+            eprintln!(
+                "resuming at step {} (epoch {}, batch {}) into {}",
+                ck.trainer.step,
+                ck.trainer.epoch + 1,
+                ck.trainer.batch,
+                out_dir.display()
+            );
+            ck
+        }
+        None => fresh_checkpoint(&config, &corpus)?,
+    };
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    std::fs::write(out_dir.join("config.toml"), config.to_toml())
+        .map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    eprintln!(
+        "PTB from {}: {} / {} / {} tokens, vocab {}; model {} params ({} without embedding/softmax); {} threads",
+        data_dir.display(),
+        corpus.train.len(),
+        corpus.valid.len(),
+        corpus.test.len(),
+        corpus.vocab.len(),
+        ckpt.model.num_params(),
+        ckpt.model.num_params() - ckpt.model.num_embedding_params(),
+        rayon::current_num_threads()
+    );
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to quit at once)");
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    let opts = RunOptions {
+        out_dir: out_dir.clone(),
+        max_steps: args.max_steps,
+        interrupted: &INTERRUPTED,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let outcome = run_training(&mut ckpt, &corpus, &opts)?;
+    let ckpt_dir = out_dir.join(DIR_NAME);
+    let tr = &ckpt.trainer;
+    let tokens_per_s = tr.tokens as f64 / tr.train_seconds.max(1e-9);
+    let (status, code) = match &outcome {
+        Outcome::Finished { .. } => ("finished", 0),
+        Outcome::MaxSteps => ("max_steps", 0),
+        Outcome::Interrupted => ("interrupted", 130),
+    };
+    let mut summary = json!({
+        "status": status, "step": tr.step, "epoch": tr.epoch, "checkpoint": ckpt_dir,
+        "train_seconds": tr.train_seconds, "tokens_per_s": tokens_per_s, "valid_ppl_per_epoch": tr.valid_ppl,
+    });
+    if let Outcome::Finished { valid, test } = &outcome {
+        summary["valid_ppl"] = json!(valid.perplexity);
+        summary["test_ppl"] = json!(test.perplexity);
+        summary["eval_batch"] = json!(config.data.eval_batch_size);
+        eprintln!(
+            "done: valid ppl {:.2}, test ppl {:.2} (eval batch {}); checkpoint {}",
+            valid.perplexity,
+            test.perplexity,
+            config.data.eval_batch_size,
+            ckpt_dir.display()
+        );
+    } else {
+        eprintln!(
+            "stopped ({status}) at step {}; checkpoint {} (continue with --resume {})",
+            tr.step,
+            ckpt_dir.display(),
+            out_dir.display()
+        );
+    }
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(code)
+}
+
+/// A config given with --resume must describe the same model and optimizer state.
+fn check_compatible(new: &TrainConfig, old: &TrainConfig) -> Result<()> {
+    let same_model = new.model.hidden == old.model.hidden
+        && new.model.layers == old.model.layers
+        && new.model.embedding == old.model.embedding
+        && new.model.arch == old.model.arch;
+    if !same_model {
+        return Err("--config describes another architecture than the checkpoint's ([model] hidden/layers/embedding/arch differ)".into());
+    }
+    if new.optim.kind != old.optim.kind || (new.optim.momentum > 0.0) != (old.optim.momentum > 0.0)
+    {
+        return Err("--config uses another optimizer than the checkpoint's ([optim] kind or momentum on/off differ)".into());
+    }
+    if new.data.batch_size != old.data.batch_size {
+        return Err(
+            "--config has another [data] batch_size than the checkpoint's carried state".into(),
+        );
+    }
+    Ok(())
+}
+
+pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
+    let ckpt = Checkpoint::load(&args.checkpoint)?;
+    set_threads(threads, ckpt.config.run.threads)?;
+    if args.batch == 0 || args.bptt == 0 {
+        return Err("--batch and --bptt must be > 0".into());
+    }
+    let split = Split::parse(&args.split).expect("clap restricts the values");
+    let data_dir = ckpt.config.resolve_data_dir(args.data_dir.as_deref());
+    let tokens = load_split(
+        &data_dir,
+        split,
+        &ckpt.vocab,
+        ckpt.config.data.verify_checksums,
+    )?;
+    let start = Instant::now();
+    let r = evaluate(&ckpt.model, &tokens, args.batch, args.bptt);
+    let secs = start.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "perplexity": r.perplexity, "loss": r.loss, "tokens": r.tokens, "split": args.split,
+                "batch": args.batch, "checkpoint": Checkpoint::locate(&args.checkpoint)?, "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "{} perplexity {:.2} (loss {:.4}, {} tokens, batch {}, {:.1} s)",
+            args.split, r.perplexity, r.loss, r.tokens, args.batch, secs
+        );
+    }
+    Ok(0)
+}
+
+pub fn gradcheck(args: GradcheckArgs, threads: Option<usize>) -> Result<u8> {
+    set_threads(threads, 0)?;
+    let results = model::gradcheck::run_all();
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|r| json!({"check": r.name, "elements": r.checked, "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err, "passed": r.passed}))
+            .collect();
+        println!(
+            "{}",
+            json!({"passed": failed == 0, "failed": failed, "checks": rows})
+        );
+    } else {
+        println!(
+            "{:<28} {:>8} {:>12} {:>12}  result",
+            "check (f64, central diff.)", "elems", "max abs err", "max rel err"
+        );
+        for r in &results {
+            println!(
+                "{:<28} {:>8} {:>12.3e} {:>12.3e}  {}",
+                r.name,
+                r.checked,
+                r.max_abs_err,
+                r.max_rel_err,
+                if r.passed { "ok" } else { "FAILED" }
+            );
+        }
+        println!("{} checks, {} failed", results.len(), failed);
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Median seconds of `reps` runs of `f` after one warm-up run.
+fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
+    set_threads(threads, 0)?;
+    let (tb, v) = (700usize, 10_000usize);
+    let mut rows = Vec::new();
+    for &h in &args.hidden {
+        let g = 4 * h;
+        // (name, m, n, k, ta, tb)
+        let shapes = [
+            ("input_proj", tb, g, h, Trans::N, Trans::T),
+            ("weight_grad", g, h, tb, Trans::T, Trans::N),
+            ("softmax_fwd", tb, v, h, Trans::N, Trans::T),
+            ("softmax_dw", v, h, tb, Trans::T, Trans::N),
+            ("softmax_dx", tb, h, v, Trans::N, Trans::N),
+            ("recurrent_step", 20, g, h, Trans::N, Trans::T),
+        ];
+        for (name, m, n, k, ta, tbb) in shapes {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; k * n];
+            let mut c = vec![0.0f32; m * n];
+            let flops = 2.0 * (m * n * k) as f64;
+            let reps = ((2e9 / flops) as usize).clamp(5, 2000);
+            let secs = time_median(reps, || matmul(m, n, k, 1.0, &a, ta, &b, tbb, 0.0, &mut c));
+            rows.push(json!({"shape": name, "hidden": h, "m": m, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
+        }
+    }
+    let best = rows
+        .iter()
+        .map(|r| r["gflops"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    // Copy bandwidth over 256 MiB (far beyond the caches): bytes copied per second.
+    let n = 64 << 20;
+    let src = vec![1.0f32; n];
+    let mut dst = vec![0.0f32; n];
+    let secs = time_median(5, || dst.copy_from_slice(&src));
+    let copy_gbs = (n * 4) as f64 / secs / 1e9;
+    if args.json {
+        println!(
+            "{}",
+            json!({"threads": rayon::current_num_threads(), "gemm_peak_gflops": best, "copy_gb_per_s": copy_gbs, "gemm": rows})
+        );
+    } else {
+        for r in &rows {
+            println!(
+                "{:<15} H={:<5} {:>5}x{:<6}x{:<6} {:>9.3} ms {:>7.1} GFLOP/s",
+                r["shape"].as_str().unwrap_or(""),
+                r["hidden"],
+                r["m"],
+                r["n"],
+                r["k"],
+                r["median_ms"].as_f64().unwrap_or(0.0),
+                r["gflops"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!(
+            "GEMM peak at training shapes: {best:.1} GFLOP/s ({} threads)",
+            rayon::current_num_threads()
+        );
+        println!("copy bandwidth: {copy_gbs:.1} GB/s (bytes copied per second, 256 MiB buffers)");
+    }
+    Ok(0)
+}

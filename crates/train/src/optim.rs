@@ -1,0 +1,173 @@
+//! Optimizers over the flat parameter buffer: SGD (optional momentum, L2) with global-norm
+//! clipping, Adam and AdamW. Their state shares the parameter layout.
+
+use crate::config::{OptimConfig, OptimKind};
+use kernels::reduce::{scale, sum_squares};
+use rayon::prelude::*;
+
+const CHUNK: usize = 1 << 15;
+
+/// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`: factor max_norm / (norm + 1e-6) when below 1). Returns the norm before
+/// clipping. `max_norm = 0` disables clipping.
+pub fn clip_grad_norm(grads: &mut [f32], max_norm: f64) -> f64 {
+    let norm = sum_squares(grads).sqrt();
+    if max_norm > 0.0 && norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            scale(coef as f32, grads);
+        }
+    }
+    norm
+}
+
+/// An optimizer and its state.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    pub config: OptimConfig,
+    /// Momentum buffer (SGD) or first moment (Adam); empty when unused.
+    pub m: Vec<f32>,
+    /// Second moment (Adam); empty when unused.
+    pub v: Vec<f32>,
+    /// Number of steps taken (Adam's bias correction).
+    pub steps: u64,
+}
+
+impl Optimizer {
+    pub fn new(config: OptimConfig, n: usize) -> Self {
+        let (m, v) = match config.kind {
+            OptimKind::Sgd if config.momentum > 0.0 => (vec![0.0; n], Vec::new()),
+            OptimKind::Sgd => (Vec::new(), Vec::new()),
+            OptimKind::Adam | OptimKind::AdamW => (vec![0.0; n], vec![0.0; n]),
+        };
+        Self {
+            config,
+            m,
+            v,
+            steps: 0,
+        }
+    }
+
+    /// One update with learning rate `lr`.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
+        assert_eq!(params.len(), grads.len());
+        self.steps += 1;
+        let c = &self.config;
+        let wd = c.weight_decay as f32;
+        let lr32 = lr as f32;
+        match c.kind {
+            OptimKind::Sgd if c.momentum > 0.0 => {
+                let mu = c.momentum as f32;
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(self.m.par_chunks_mut(CHUNK))
+                    .for_each(|((p, g), m)| {
+                        for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
+                            let g = g + wd * *p;
+                            *m = mu * *m + g;
+                            *p -= lr32 * *m;
+                        }
+                    });
+            }
+            OptimKind::Sgd => {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .for_each(|(p, g)| {
+                        for (p, &g) in p.iter_mut().zip(g) {
+                            *p -= lr32 * (g + wd * *p);
+                        }
+                    });
+            }
+            OptimKind::Adam | OptimKind::AdamW => {
+                let decoupled = c.kind == OptimKind::AdamW;
+                let (b1, b2) = (c.beta1, c.beta2);
+                let bc1 = 1.0 - b1.powi(self.steps as i32);
+                let bc2 = 1.0 - b2.powi(self.steps as i32);
+                let step_size = (lr / bc1) as f32;
+                let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+                let (b1, b2, eps) = (b1 as f32, b2 as f32, c.eps as f32);
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(
+                        self.m
+                            .par_chunks_mut(CHUNK)
+                            .zip(self.v.par_chunks_mut(CHUNK)),
+                    )
+                    .for_each(|((p, g), (m, v))| {
+                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                            let g = if decoupled { g } else { g + wd * *p };
+                            if decoupled {
+                                *p -= lr32 * wd * *p;
+                            }
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+                        }
+                    });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Objective;
+
+    fn cfg(kind: OptimKind) -> OptimConfig {
+        OptimConfig {
+            kind,
+            lr: 0.1,
+            clip_norm: 0.0,
+            objective: Objective::Mean,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+
+    #[test]
+    fn clip_matches_pytorch_rule() {
+        let mut g = vec![3.0f32, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
+        assert_eq!(g, vec![3.0, 4.0]);
+        let n = clip_grad_norm(&mut g, 1.0);
+        assert_eq!(n, 5.0);
+        let k = (1.0 / (5.0 + 1e-6)) as f32;
+        assert_eq!(g, vec![3.0 * k, 4.0 * k]);
+    }
+
+    #[test]
+    fn adam_first_step_moves_each_weight_by_lr() {
+        // With bias correction, Adam's first step is lr * g / (|g| + eps') = ±lr.
+        let mut o = Optimizer::new(cfg(OptimKind::Adam), 3);
+        let mut p = vec![1.0f32, 1.0, 1.0];
+        o.step(&mut p, &[0.5, -2.0, 1e-3], 0.1);
+        for (got, want) in p.iter().zip([0.9f32, 1.1, 0.9]) {
+            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn sgd_momentum_and_adamw_decay() {
+        let mut c = cfg(OptimKind::Sgd);
+        c.momentum = 0.5;
+        let mut o = Optimizer::new(c, 1);
+        let mut p = vec![0.0f32];
+        o.step(&mut p, &[1.0], 1.0); // m = 1, p = -1
+        o.step(&mut p, &[1.0], 1.0); // m = 1.5, p = -2.5
+        assert_eq!(p, vec![-2.5]);
+
+        let mut c = cfg(OptimKind::AdamW);
+        c.weight_decay = 0.5;
+        let mut o = Optimizer::new(c, 1);
+        let mut p = vec![2.0f32];
+        o.step(&mut p, &[0.0], 0.1); // decoupled: p *= 1 - 0.05, no gradient step
+        assert!((p[0] - 1.9).abs() < 1e-6, "{}", p[0]);
+    }
+}

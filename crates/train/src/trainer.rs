@@ -1,0 +1,282 @@
+//! The training loop: truncated BPTT over PTB with the state carried across batches, the
+//! Zaremba step schedule, gradient clipping, per-epoch validation, JSONL metrics, a progress
+//! bar, atomic checkpoints, exact resume, Ctrl-C and non-finite-loss handling.
+
+use crate::checkpoint::{Checkpoint, TrainerState};
+use crate::config::Objective;
+use crate::eval::{evaluate, EvalResult};
+use crate::optim::{clip_grad_norm, Optimizer};
+use crate::ptb::{Batched, Corpus};
+use crate::{TrainConfig, TrainError};
+use indicatif::{ProgressBar, ProgressStyle};
+use kernels::rng::CounterRng;
+use model::dropout::DropoutCtx;
+use model::{LanguageModel, LmState};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// All epochs done; final validation and test results.
+    Finished { valid: EvalResult, test: EvalResult },
+    /// `--max-steps` reached (checkpoint saved).
+    MaxSteps,
+    /// Interrupted (Ctrl-C); checkpoint saved.
+    Interrupted,
+}
+
+/// Options that are not part of the experiment config.
+pub struct RunOptions<'a> {
+    pub out_dir: PathBuf,
+    /// Stop once this many optimizer steps have been taken in total.
+    pub max_steps: Option<u64>,
+    /// Set by a signal handler; checked after every step.
+    pub interrupted: &'a AtomicBool,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// Appends JSON lines to `metrics.jsonl`.
+struct Metrics {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Metrics {
+    fn open(dir: &Path) -> Result<Self, TrainError> {
+        let path = dir.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        Ok(Self { file, path })
+    }
+
+    fn write(&mut self, v: serde_json::Value) -> Result<(), TrainError> {
+        writeln!(self.file, "{v}").map_err(|e| TrainError::io(&self.path, e))
+    }
+}
+
+/// A fresh run's state: model initialised from the config's seed.
+pub fn fresh_checkpoint(config: &TrainConfig, corpus: &Corpus) -> Result<Checkpoint, TrainError> {
+    let lm = config.lm_config(corpus.vocab.len());
+    let mut model = LanguageModel::<f32>::new(lm)?;
+    model.init_uniform(config.model.init_scale, config.run.seed);
+    let n = model.num_params();
+    Ok(Checkpoint {
+        config: config.clone(),
+        vocab: corpus.vocab.clone(),
+        optimizer: Optimizer::new(config.optim.clone(), n),
+        carried: LmState::zeros(&model.config, config.data.batch_size),
+        model,
+        trainer: TrainerState {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            tokens: 0,
+            valid_ppl: Vec::new(),
+            train_seconds: 0.0,
+            symbiont_version: env!("CARGO_PKG_VERSION").into(),
+        },
+    })
+}
+
+/// Trains `ckpt` (fresh or resumed) on `corpus` until the schedule ends, `max_steps` is reached
+/// or the run is interrupted. Checkpoints go to `opts.out_dir/checkpoint`.
+pub fn train(
+    ckpt: &mut Checkpoint,
+    corpus: &Corpus,
+    opts: &RunOptions<'_>,
+) -> Result<Outcome, TrainError> {
+    if ckpt.vocab != corpus.vocab {
+        return Err(TrainError::Checkpoint {
+            path: opts.out_dir.display().to_string(),
+            reason: format!(
+                "the checkpoint's vocabulary ({} words) differs from the corpus in {} ({} words)",
+                ckpt.vocab.len(),
+                corpus.dir.display(),
+                corpus.vocab.len()
+            ),
+        });
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| TrainError::io(&opts.out_dir, e))?;
+    let mut metrics = Metrics::open(&opts.out_dir)?;
+    let cfg = ckpt.config.clone();
+    let (b, t) = (cfg.data.batch_size, cfg.data.bptt);
+    let data = Batched::new(&corpus.train, b);
+    let batches = data.full_batches(t);
+    if batches == 0 {
+        return Err(TrainError::Data {
+            path: corpus.dir.display().to_string(),
+            reason: format!("training text too short for batch {b} x bptt {t}"),
+        });
+    }
+    let grad_scale = match cfg.optim.objective {
+        Objective::SumOverTime => 1.0 / b as f32,
+        Objective::Mean => 1.0 / (b * t) as f32,
+    };
+    let rng = CounterRng::new(cfg.run.seed ^ 0xD509_0D70);
+    let mut ws = ckpt.model.workspace(t, b);
+    let mut grads = vec![0.0f32; ckpt.model.num_params()];
+    metrics.write(json!({
+        "kind": "start", "step": ckpt.trainer.step, "epoch": ckpt.trainer.epoch + 1,
+        "batch": ckpt.trainer.batch, "params": ckpt.model.num_params(),
+        "params_without_embeddings": ckpt.model.num_params() - ckpt.model.num_embedding_params(),
+        "threads": rayon::current_num_threads(), "config": cfg,
+    }))?;
+
+    while ckpt.trainer.epoch < cfg.schedule.epochs {
+        let epoch = ckpt.trainer.epoch;
+        let lr = cfg.schedule.lr(cfg.optim.lr, epoch);
+        if ckpt.trainer.batch == 0 {
+            ckpt.carried.reset();
+        }
+        let bar = progress_bar(opts.progress, batches as u64, ckpt.trainer.batch as u64);
+        let (mut win_loss, mut win_tokens, mut win_start) = (0.0f64, 0usize, Instant::now());
+        let (mut epoch_loss, mut epoch_tokens) = (0.0f64, 0usize);
+        let session_start = Instant::now();
+        let seconds_before = ckpt.trainer.train_seconds;
+        while ckpt.trainer.batch < batches {
+            let bi = ckpt.trainer.batch;
+            let (x, y) = data.get(bi * t, t);
+            grads.fill(0.0);
+            let ctx = DropoutCtx {
+                rng,
+                p: cfg.model.dropout,
+                step: ckpt.trainer.step,
+            };
+            let sum = ckpt.model.forward(
+                &mut ws,
+                x,
+                y,
+                &mut ckpt.carried,
+                Some(ctx),
+                Some(grad_scale),
+            );
+            if !sum.is_finite() {
+                return Err(non_finite("loss", ckpt, opts));
+            }
+            ckpt.model.backward(&mut ws, x, &mut grads);
+            let norm = clip_grad_norm(&mut grads, cfg.optim.clip_norm);
+            if !norm.is_finite() {
+                return Err(non_finite("gradient norm", ckpt, opts));
+            }
+            ckpt.optimizer.step(&mut ckpt.model.params, &grads, lr);
+            ckpt.trainer.step += 1;
+            ckpt.trainer.batch += 1;
+            ckpt.trainer.tokens += (t * b) as u64;
+            ckpt.trainer.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
+            win_loss += sum;
+            win_tokens += t * b;
+            epoch_loss += sum;
+            epoch_tokens += t * b;
+            bar.inc(1);
+
+            let step = ckpt.trainer.step;
+            if step % cfg.run.log_every as u64 == 0 || ckpt.trainer.batch == batches {
+                let secs = win_start.elapsed().as_secs_f64();
+                let loss = win_loss / win_tokens as f64;
+                let tps = win_tokens as f64 / secs;
+                bar.set_message(format!(
+                    "epoch {} loss {loss:.3} ppl {:.1} lr {lr:.4} {:.1}k tok/s",
+                    epoch + 1,
+                    loss.exp(),
+                    tps / 1e3
+                ));
+                metrics.write(json!({
+                    "kind": "train", "epoch": epoch + 1, "step": step, "batch": ckpt.trainer.batch,
+                    "loss": loss, "ppl": loss.exp(), "lr": lr, "grad_norm": norm,
+                    "tokens_per_s": tps, "steps_per_s": (win_tokens / (t * b)) as f64 / secs,
+                }))?;
+                (win_loss, win_tokens, win_start) = (0.0, 0, Instant::now());
+            }
+            let interrupted = opts.interrupted.load(Ordering::SeqCst);
+            let max_hit = opts.max_steps.is_some_and(|m| step >= m);
+            let periodic =
+                cfg.run.checkpoint_every > 0 && step % cfg.run.checkpoint_every as u64 == 0;
+            if (interrupted || max_hit || periodic) && ckpt.trainer.batch < batches {
+                ckpt.save(&opts.out_dir)?;
+                if interrupted || max_hit {
+                    bar.abandon();
+                    metrics.write(json!({
+                        "kind": if interrupted { "interrupted" } else { "max_steps" },
+                        "step": step, "epoch": epoch + 1, "batch": ckpt.trainer.batch,
+                    }))?;
+                    return Ok(if interrupted {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::MaxSteps
+                    });
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let valid = evaluate(&ckpt.model, &corpus.valid, cfg.data.eval_batch_size, t);
+        ckpt.trainer.valid_ppl.push(valid.perplexity);
+        ckpt.trainer.epoch += 1;
+        ckpt.trainer.batch = 0;
+        let train_loss = epoch_loss / epoch_tokens.max(1) as f64;
+        metrics.write(json!({
+            "kind": "epoch", "epoch": epoch + 1, "step": ckpt.trainer.step, "lr": lr,
+            "train_ppl_this_session": train_loss.exp(), "valid_loss": valid.loss,
+            "valid_ppl": valid.perplexity, "valid_batch": cfg.data.eval_batch_size,
+            "train_seconds": ckpt.trainer.train_seconds,
+        }))?;
+        eprintln!(
+            "epoch {:>2}/{}  lr {lr:.4}  train ppl {:.2}  valid ppl {:.2}  ({:.0} s so far)",
+            epoch + 1,
+            cfg.schedule.epochs,
+            train_loss.exp(),
+            valid.perplexity,
+            ckpt.trainer.train_seconds
+        );
+        ckpt.save(&opts.out_dir)?;
+        let step = ckpt.trainer.step;
+        if opts.interrupted.load(Ordering::SeqCst) {
+            return Ok(Outcome::Interrupted);
+        }
+        if opts.max_steps.is_some_and(|m| step >= m) && ckpt.trainer.epoch < cfg.schedule.epochs {
+            return Ok(Outcome::MaxSteps);
+        }
+    }
+    let valid = evaluate(&ckpt.model, &corpus.valid, cfg.data.eval_batch_size, t);
+    let test = evaluate(&ckpt.model, &corpus.test, cfg.data.eval_batch_size, t);
+    metrics.write(json!({
+        "kind": "final", "step": ckpt.trainer.step, "valid_ppl": valid.perplexity,
+        "test_ppl": test.perplexity, "eval_batch": cfg.data.eval_batch_size,
+        "train_seconds": ckpt.trainer.train_seconds,
+    }))?;
+    Ok(Outcome::Finished { valid, test })
+}
+
+fn non_finite(what: &str, ckpt: &Checkpoint, opts: &RunOptions<'_>) -> TrainError {
+    TrainError::NonFinite(format!(
+        "the {what} became non-finite at step {} (epoch {}, batch {}); stopped without saving, \
+         the last good checkpoint in {} is kept (try a lower lr or a tighter clip_norm)",
+        ckpt.trainer.step + 1,
+        ckpt.trainer.epoch + 1,
+        ckpt.trainer.batch + 1,
+        opts.out_dir.join(crate::checkpoint::DIR_NAME).display()
+    ))
+}
+
+fn progress_bar(enabled: bool, len: u64, pos: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(pos);
+    bar
+}
