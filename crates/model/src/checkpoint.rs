@@ -227,11 +227,36 @@ pub fn write_tensors(
         })?;
         views.push((t.name.clone(), view));
     }
-    let out = safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::Format {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut out =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::Format {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    canonicalize_header(&mut out);
     write_atomic(path, &out)
+}
+
+/// Rewrites the JSON header with sorted keys (same length, space padded). The safetensors
+/// crate writes the metadata from a HashMap in random order; sorted, the same tensors always
+/// give the same bytes, so checkpoints of identical runs compare equal with `cmp`.
+fn canonicalize_header(buf: &mut [u8]) {
+    let Some(len_bytes) = buf.get(..8) else {
+        return;
+    };
+    let n = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
+    let Some(header) = buf.get(8..8 + n) else {
+        return;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    // serde_json's map is a BTreeMap (no preserve_order feature): keys come out sorted.
+    let sorted = value.to_string();
+    if sorted.len() <= n {
+        let dst = &mut buf[8..8 + n];
+        dst[..sorted.len()].copy_from_slice(sorted.as_bytes());
+        dst[sorted.len()..].fill(b' ');
+    }
 }
 
 /// Writes bytes to `path` through a temporary file and a rename.

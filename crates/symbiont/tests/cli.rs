@@ -1,0 +1,365 @@
+//! End-to-end tests of the `symbiont` binary on the real PTB files (../shared/data/ptb, or
+//! data/ptb as written by tools/get-ptb.sh) with a tiny model, so they run in seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_symbiont"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ptb_dir() -> PathBuf {
+    let root = repo_root();
+    let shared = root.join("../shared/data/ptb");
+    if shared.join("ptb.train.txt").exists() {
+        shared
+    } else {
+        root.join("data/ptb")
+    }
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("symbiont-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny but real config: 2 x 16 LSTM with dropout, batch 4, bptt 8.
+fn tiny_config(dir: &Path, extra_optim: &str, epochs: usize, ckpt_every: usize) -> PathBuf {
+    let text = format!(
+        r#"
+[model]
+hidden = 16
+layers = 2
+dropout = 0.2
+init_scale = 0.1
+[data]
+batch_size = 4
+bptt = 8
+eval_batch_size = 50
+[optim]
+kind = "sgd"
+lr = 1.0
+{extra_optim}
+[schedule]
+epochs = {epochs}
+decay_start = 1
+decay = 0.5
+[run]
+seed = 7
+log_every = 2
+checkpoint_every = {ckpt_every}
+"#
+    );
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("binary runs");
+    if !out.status.success() {
+        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+#[test]
+fn gradcheck_passes() {
+    let out = run(bin().args(["gradcheck", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"lstm/dw_hh") && names.contains(&"lm/decoder.weight"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn train_then_eval_gives_a_perplexity() {
+    let dir = tmpdir("train-eval");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
+    let out_dir = dir.join("run");
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-steps", "30", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "max_steps");
+    assert_eq!(summary["step"], 30);
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"train\""))
+            .count()
+            >= 15
+    );
+    let out = run(bin()
+        .args(["eval", "--checkpoint"])
+        .arg(&out_dir)
+        .args(["--split", "valid", "--batch", "20", "--json", "--data-dir"])
+        .arg(ptb_dir()));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ppl = v["perplexity"].as_f64().unwrap();
+    // 30 steps of training beat the uniform guess (10000) by far, yet are far from converged.
+    assert!(ppl > 100.0 && ppl < 3000.0, "perplexity {ppl}");
+    // Batch 20: 3688 rows per stream, every row but the last has a successor.
+    assert_eq!(v["tokens"].as_u64().unwrap(), (73_760 / 20 - 1) * 20);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn resume_reproduces_an_uninterrupted_run_exactly() {
+    let dir = tmpdir("resume");
+    // Stops mid-epoch, so the resumed run must restore the carried LSTM state, the momentum
+    // buffer, the data position and the dropout stream; clipping is active.
+    let cfg = tiny_config(&dir, "clip_norm = 0.5\nmomentum = 0.5", 2, 0);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let common = |out: &Path, steps: &str| {
+        let mut c = bin();
+        c.arg("train")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(ptb_dir())
+            .arg("--out")
+            .arg(out)
+            .args(["--max-steps", steps]);
+        c
+    };
+    assert_eq!(run(&mut common(&a, "40")).status.code(), Some(0));
+    assert_eq!(run(&mut common(&b, "17")).status.code(), Some(0));
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&b)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .args(["--max-steps", "40"]));
+    assert_eq!(out.status.code(), Some(0));
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert!(
+            read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
+            "{f} differs after resume"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_with_exit_2_and_a_named_cause() {
+    let dir = tmpdir("errors");
+    // Unknown key in the config.
+    let cfg = tiny_config(&dir, "clip_norm = 5.0\nclipnorm = 1.0", 1, 0);
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir()));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tiny.toml") && err.contains("clipnorm"),
+        "{err}"
+    );
+
+    // Missing data folder.
+    let cfg = tiny_config(&dir, "", 1, 0);
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.join("nowhere")));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ptb.train.txt") && err.contains("cannot read"),
+        "{err}"
+    );
+
+    // A corrupted copy of the corpus.
+    let bad = dir.join("bad-ptb");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"] {
+        std::fs::copy(ptb_dir().join(f), bad.join(f)).unwrap();
+    }
+    let mut text = std::fs::read_to_string(bad.join("ptb.valid.txt")).unwrap();
+    text.push_str(" zyzzyva\n");
+    std::fs::write(bad.join("ptb.valid.txt"), text).unwrap();
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&bad));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ptb.valid.txt: MD5"), "{err}");
+
+    // Same corpus with checks off: the unknown word is named with its line.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("[data]", "[data]\nverify_checksums = false"),
+    )
+    .unwrap();
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&bad));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ptb.valid.txt:3371: word `zyzzyva`"), "{err}");
+
+    // Eval of something that is not a checkpoint.
+    let out = run(bin()
+        .args(["eval", "--split", "test", "--checkpoint"])
+        .arg(&dir));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint here"));
+
+    // Usage error.
+    let out = run(bin().args(["eval", "--split", "dev", "--checkpoint", "x"]));
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tmpdir("nan");
+    // No clipping and an absurd learning rate: the weights blow up within a few steps.
+    let cfg = tiny_config(&dir, "", 1, 1);
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("lr = 1.0", "lr = 1e30"),
+    )
+    .unwrap();
+    let out_dir = dir.join("run");
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&out_dir));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("non-finite") && err.contains("last good checkpoint"),
+        "{err}"
+    );
+    let trainer: serde_json::Value =
+        serde_json::from_slice(&read(&out_dir.join("checkpoint/trainer.json"))).unwrap();
+    let saved = trainer["step"].as_u64().unwrap();
+    assert!(
+        saved >= 1,
+        "a checkpoint from before the divergence is kept"
+    );
+    // The kept weights are finite.
+    let out = run(bin()
+        .args([
+            "eval",
+            "--split",
+            "valid",
+            "--batch",
+            "50",
+            "--json",
+            "--checkpoint",
+        ])
+        .arg(&out_dir)
+        .arg("--data-dir")
+        .arg(ptb_dir()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the kept checkpoint still evaluates"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    let dir = tmpdir("sigint");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
+    let out_dir = dir.join("run");
+    let child = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&out_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the first metrics line exists), then interrupt.
+    let metrics = out_dir.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&metrics)
+        .map(|m| m.contains("\"kind\":\"train\""))
+        .unwrap_or(false)
+    {
+        assert!(start.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trainer: serde_json::Value =
+        serde_json::from_slice(&read(&out_dir.join("checkpoint/trainer.json"))).unwrap();
+    let step = trainer["step"].as_u64().unwrap();
+    assert!(step >= 2);
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&out_dir)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .args(["--max-steps"])
+        .arg((step + 3).to_string())
+        .arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["step"].as_u64().unwrap(), step + 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
