@@ -15,8 +15,14 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// e^x for f32. Inputs are clamped to [-87, 88] (the normal range); NaN propagates.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    // Selects, not f32::clamp: they compile to vmaxps/vminps and keep NaN (comparisons with NaN
+    // are false), where clamp's NaN handling blocks vectorization.
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let t = x * LOG2E + ROUND_MAGIC;
+    // The rounded integer sits in the low mantissa bits of t: no float→int conversion needed.
+    let n_int = t.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
+    let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -26,7 +32,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
     // 2^n built from its exponent bits; n is in [-126, 127] after the clamp.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     e * scale
 }
 

@@ -4,12 +4,11 @@
 
 use crate::dropout::{dropout_backward, dropout_forward, DropoutCtx};
 use crate::embedding::{embedding_backward, embedding_forward};
-use crate::linear::{linear_backward, linear_forward};
 use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
 use crate::{ModelError, ParamLayout};
 use kernels::rng::CounterRng;
-use kernels::softmax::softmax_xent;
-use kernels::Real;
+use kernels::softmax::softmax_xent_biased;
+use kernels::{matmul, Real, Trans};
 use serde::{Deserialize, Serialize};
 
 /// Architecture of a language model.
@@ -125,6 +124,8 @@ pub struct LmWorkspace<F> {
     pub logits: Vec<F>,
     /// Cross-entropy per token: (T, B).
     pub row_loss: Vec<f64>,
+    /// Decoder bias gradient of the last training forward: (V).
+    dbias: Vec<F>,
     dcur: Vec<F>,
     dprev: Vec<F>,
     /// Whether the last forward applied dropout (backward must then apply the masks).
@@ -235,6 +236,7 @@ impl<F: Real> LanguageModel<F> {
                 .collect(),
             logits: vec![F::ZERO; tb * v],
             row_loss: vec![0.0; tb],
+            dbias: vec![F::ZERO; v],
             dcur: vec![F::ZERO; tb * e.max(h)],
             dprev: vec![F::ZERO; tb * e.max(h)],
             dropout_active: false,
@@ -307,16 +309,31 @@ impl<F: Real> LanguageModel<F> {
                 &mut ws.xs[l + 1],
             );
         }
-        linear_forward(
-            &ws.xs[self.config.layers],
-            self.tensor(self.ids.decoder_w),
-            self.tensor(self.ids.decoder_b),
+        // Decoder: logits = x W^T, with the bias added inside the fused softmax pass.
+        matmul(
             tb,
-            h,
             v,
+            h,
+            F::ONE,
+            &ws.xs[self.config.layers],
+            Trans::N,
+            self.tensor(self.ids.decoder_w),
+            Trans::T,
+            F::ZERO,
             &mut ws.logits,
         );
-        softmax_xent(&mut ws.logits, v, targets, grad_scale, &mut ws.row_loss);
+        let bias = Some(self.tensor(self.ids.decoder_b));
+        ws.dbias.fill(F::ZERO);
+        let dbias = grad_scale.map(|_| &mut ws.dbias[..]);
+        softmax_xent_biased(
+            &mut ws.logits,
+            v,
+            targets,
+            bias,
+            grad_scale,
+            &mut ws.row_loss,
+            dbias,
+        );
         // Summed in order so the result is deterministic.
         ws.row_loss.iter().sum()
     }
@@ -338,17 +355,33 @@ impl<F: Real> LanguageModel<F> {
         );
         let layers = self.config.layers;
         {
+            // Decoder: dW += dlogits^T x, dx = dlogits W; the bias gradient was summed by the
+            // fused softmax pass.
             let (dw, db) = split_pair(grads, &self.layout, self.ids.decoder_w, self.ids.decoder_b);
-            linear_backward(
-                &ws.xs[layers],
-                self.tensor(self.ids.decoder_w),
+            matmul(
+                v,
+                h,
+                tb,
+                F::ONE,
                 &ws.logits,
+                Trans::T,
+                &ws.xs[layers],
+                Trans::N,
+                F::ONE,
+                dw,
+            );
+            db.iter_mut().zip(&ws.dbias).for_each(|(d, &g)| *d += g);
+            matmul(
                 tb,
                 h,
                 v,
-                dw,
-                db,
-                Some(&mut ws.dcur[..tb * h]),
+                F::ONE,
+                &ws.logits,
+                Trans::N,
+                self.tensor(self.ids.decoder_w),
+                Trans::N,
+                F::ZERO,
+                &mut ws.dcur[..tb * h],
             );
         }
         for l in (0..layers).rev() {
