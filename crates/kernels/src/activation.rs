@@ -29,7 +29,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes has 5.0000001e-1, which is 0.5 in f32
     let e = p * r * r + r + 1.0;
     // 2^n built from its exponent bits; n is in [-126, 127] after the clamp.
     let scale = f32::from_bits(((n_int + 127) as u32) << 23);

@@ -41,7 +41,9 @@ pub fn compare(name: &str, analytic: &[f64], numeric: &[f64]) -> CheckResult {
         let scale = a.abs().max(n.abs());
         max_abs = max_abs.max(err);
         max_rel = max_rel.max(err / scale.max(1e-3));
-        if !(err <= ATOL + RTOL * scale) {
+        // Written so that NaN fails.
+        let within = err <= ATOL + RTOL * scale;
+        if !within {
             passed = false;
         }
     }

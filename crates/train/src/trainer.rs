@@ -178,7 +178,7 @@ pub fn train(
             bar.inc(1);
 
             let step = ckpt.trainer.step;
-            if step % cfg.run.log_every as u64 == 0 || ckpt.trainer.batch == batches {
+            if step.is_multiple_of(cfg.run.log_every as u64) || ckpt.trainer.batch == batches {
                 let secs = win_start.elapsed().as_secs_f64();
                 let loss = win_loss / win_tokens as f64;
                 let tps = win_tokens as f64 / secs;
@@ -197,8 +197,8 @@ pub fn train(
             }
             let interrupted = opts.interrupted.load(Ordering::SeqCst);
             let max_hit = opts.max_steps.is_some_and(|m| step >= m);
-            let periodic =
-                cfg.run.checkpoint_every > 0 && step % cfg.run.checkpoint_every as u64 == 0;
+            let periodic = cfg.run.checkpoint_every > 0
+                && step.is_multiple_of(cfg.run.checkpoint_every as u64);
             if (interrupted || max_hit || periodic) && ckpt.trainer.batch < batches {
                 ckpt.save(&opts.out_dir)?;
                 if interrupted || max_hit {
