@@ -4,7 +4,9 @@
 Each round runs PyTorch (bench/pytorch_train_throughput.py: nn.LSTM eager, same model, same
 objective, same clipping, SGD) and then `symbiont train` on the same PTB config for a fixed
 number of steps, alternating so that machine drift hits both alike. Writes raw rows as JSONL
-and prints the median tokens/s of each engine and the per-round ratio (median, min, max).
+and prints the median tokens/s of each engine and the per-round ratio (median, min, max), plus
+each engine's GEMM rate (GEMM FLOPs per step x steps/s) as a share of this machine's best GEMM rate
+at the training shapes (`symbiont peak`, measured before and after the rounds; the higher is used).
 
 symbiont's tokens/s is its whole-run figure (first step included, data loading excluded);
 PyTorch's excludes its warm-up steps, so the comparison slightly favours PyTorch.
@@ -41,6 +43,19 @@ def run_pytorch(args, hidden, dropout, init):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def gemm_flops_per_step(hidden, layers=2, vocab=10_000, tb=700):
+    """GEMM FLOPs of one training step: forward (input projection + recurrent product per
+    layer, decoder) and backward (the same products twice: activation and weight gradients)."""
+    lstm = layers * 2 * tb * 4 * hidden * (hidden + hidden)
+    decoder = 2 * tb * hidden * vocab
+    return 3 * (lstm + decoder)
+
+
+def run_peak(args, hidden):
+    cmd = [args.symbiont, "--threads", str(args.threads), "peak", "--hidden", str(hidden), "--json"]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
 def run_symbiont(args, config):
     with tempfile.TemporaryDirectory() as d:
         cmd = [args.symbiont, "--threads", str(args.threads), "train", "--config", config, "--data-dir",
@@ -67,8 +82,12 @@ def main():
                "torch": torch.__version__, "python": platform.python_version(), "config": args.config,
                "steps": args.steps, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     rows = []
+    peaks = []
     with open(raw, "w") as f:
         f.write(json.dumps(machine) + "\n")
+        peak = run_peak(args, hidden)
+        peaks.append(peak["gemm_peak_gflops"])
+        f.write(json.dumps({"kind": "peak", **peak}) + "\n")
         for r in range(args.rounds):
             pt = run_pytorch(args, hidden, dropout, init)
             sy = run_symbiont(args, config)
@@ -78,14 +97,22 @@ def main():
             f.write(json.dumps(row) + "\n")
             print(f"round {r}: pytorch {pt['tokens_per_s']:.0f} tok/s, symbiont {sy['tokens_per_s']:.0f} tok/s, "
                   f"ratio {row['ratio']:.2f}", flush=True)
+        peak = run_peak(args, hidden)
+        peaks.append(peak["gemm_peak_gflops"])
+        f.write(json.dumps({"kind": "peak", **peak}) + "\n")
     ratios = [r["ratio"] for r in rows]
+    flops = gemm_flops_per_step(hidden)
     pt_med = statistics.median(r["pytorch_tokens_per_s"] for r in rows)
     sy_med = statistics.median(r["symbiont_tokens_per_s"] for r in rows)
     print(json.dumps({"config": args.config, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
                       "pytorch_tokens_per_s_median": pt_med, "symbiont_tokens_per_s_median": sy_med,
                       "pytorch_steps_per_s_median": pt_med / 700, "symbiont_steps_per_s_median": sy_med / 700,
                       "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-                      "ratio_max": max(ratios), "raw": os.path.relpath(raw, REPO)}))
+                      "ratio_max": max(ratios), "gemm_gflop_per_step": flops / 1e9,
+                      "gemm_peak_gflops": max(peaks),
+                      "symbiont_share_of_gemm_peak": sy_med / 700 * flops / 1e9 / max(peaks),
+                      "pytorch_share_of_gemm_peak": pt_med / 700 * flops / 1e9 / max(peaks),
+                      "raw": os.path.relpath(raw, REPO)}))
 
 
 def cpu_model():

@@ -1,0 +1,121 @@
+//! Magnitude pruning: deactivate the active weights of smallest |w|, per tensor or globally
+//! over the selected tensors, down to a target density.
+
+use crate::MaskSet;
+
+/// Where the target density applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every selected tensor keeps the same fraction of its weights.
+    PerTensor,
+    /// One threshold over all selected tensors (layers with larger weights keep more).
+    Global,
+}
+
+/// Prunes so that at most `density` of each selected tensor's entries (or of all of them, for
+/// `Scope::Global`) stay active; never revives anything. Pruned weights are set to zero in
+/// `params`. Ties at the threshold are broken by position, so the result is deterministic.
+/// Returns the number of weights pruned.
+pub fn magnitude_prune(params: &mut [f32], masks: &mut MaskSet, density: f64, scope: Scope) -> usize {
+    assert!((0.0..=1.0).contains(&density), "density {density} out of [0, 1]");
+    let selected: Vec<usize> = masks.selected().collect();
+    let mut pruned = 0;
+    match scope {
+        Scope::PerTensor => {
+            for t in selected {
+                let range = masks.layout().range(t);
+                let keep = (density * range.len() as f64).round() as usize;
+                let mut cands: Vec<(f32, usize)> = active_entries(params, masks, t);
+                pruned += prune_smallest(params, masks, &mut cands, keep);
+            }
+        }
+        Scope::Global => {
+            let total: usize = selected.iter().map(|&t| masks.layout().get(t).len()).sum();
+            let keep = (density * total as f64).round() as usize;
+            let mut cands: Vec<(f32, usize)> = selected.iter().flat_map(|&t| active_entries(params, masks, t)).collect();
+            pruned += prune_smallest(params, masks, &mut cands, keep);
+        }
+    }
+    pruned
+}
+
+/// (|w|, flat index) of the active entries of tensor `t`.
+fn active_entries(params: &[f32], masks: &MaskSet, t: usize) -> Vec<(f32, usize)> {
+    let range = masks.layout().range(t);
+    let m = masks.tensor(t);
+    range
+        .clone()
+        .zip(m)
+        .filter(|(_, &mv)| mv != 0.0)
+        .map(|(i, _)| (params[i].abs(), i))
+        .collect()
+}
+
+fn prune_smallest(params: &mut [f32], masks: &mut MaskSet, cands: &mut [(f32, usize)], keep: usize) -> usize {
+    if cands.len() <= keep {
+        return 0;
+    }
+    let drop = cands.len() - keep;
+    // Smallest magnitude first; position breaks ties.
+    cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let layout = masks.layout().clone();
+    for &(_, i) in &cands[..drop] {
+        params[i] = 0.0;
+        let (t, off) = locate(&layout, i);
+        masks.tensor_mut(t)[off] = 0.0;
+    }
+    drop
+}
+
+/// Tensor index and offset inside it of flat index `i`.
+pub(crate) fn locate(layout: &model::ParamLayout, i: usize) -> (usize, usize) {
+    let t = layout
+        .tensors()
+        .iter()
+        .position(|s| s.range().contains(&i))
+        .expect("index inside the layout");
+    (t, i - layout.get(t).offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::ParamLayout;
+
+    fn setup() -> (Vec<f32>, MaskSet) {
+        let mut l = ParamLayout::new();
+        l.push("a.weight", &[2, 5]);
+        l.push("a.bias", &[2]);
+        l.push("b.weight", &[2, 5]);
+        let params: Vec<f32> = vec![
+            0.1, -0.9, 0.3, -0.05, 0.7, 0.2, 0.0, -0.4, 0.6, 0.8, // a.weight
+            0.01, 0.02, // a.bias (never masked)
+            5.0, -4.0, 3.0, 2.0, 1.0, -6.0, 7.0, 8.0, 9.0, 10.0, // b.weight
+        ];
+        (params, MaskSet::weights(&l, true))
+    }
+
+    #[test]
+    fn per_tensor_prunes_smallest_in_each_tensor() {
+        let (mut p, mut m) = setup();
+        let n = magnitude_prune(&mut p, &mut m, 0.5, Scope::PerTensor);
+        assert_eq!(n, 10);
+        // a.weight keeps its 5 largest |w|: 0.9, 0.7, 0.8, 0.6, 0.4.
+        assert_eq!(&p[..10], &[0.0, -0.9, 0.0, 0.0, 0.7, 0.0, 0.0, -0.4, 0.6, 0.8]);
+        assert_eq!(&p[10..12], &[0.01, 0.02]);
+        assert_eq!(m.active(0), 5);
+        assert_eq!(m.active(2), 5);
+        // Pruning again to the same density does nothing; lower density prunes more.
+        assert_eq!(magnitude_prune(&mut p, &mut m, 0.5, Scope::PerTensor), 0);
+        assert_eq!(magnitude_prune(&mut p, &mut m, 0.2, Scope::PerTensor), 6);
+    }
+
+    #[test]
+    fn global_prunes_the_small_tensor_first() {
+        let (mut p, mut m) = setup();
+        magnitude_prune(&mut p, &mut m, 0.5, Scope::Global);
+        assert_eq!(m.active(0), 0, "all of a.weight is smaller than b.weight");
+        assert_eq!(m.active(2), 10);
+        assert!(p[..10].iter().all(|&v| v == 0.0));
+    }
+}
