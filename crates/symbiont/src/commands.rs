@@ -11,7 +11,7 @@ use std::time::Instant;
 use train::checkpoint::{Checkpoint, DIR_NAME};
 use train::eval::evaluate;
 use train::ptb::{load_ptb, load_split, Split};
-use train::trainer::{fresh_checkpoint, train as run_training, Outcome, RunOptions};
+use train::trainer::{fresh_checkpoint, train as run_training, NoHook, Outcome, RunOptions};
 use train::TrainConfig;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -119,7 +119,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         interrupted: &INTERRUPTED,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let outcome = run_training(&mut ckpt, &corpus, &opts)?;
+    let outcome = run_training(&mut ckpt, &corpus, &opts, &mut NoHook)?;
     let ckpt_dir = out_dir.join(DIR_NAME);
     let tr = &ckpt.trainer;
     let tokens_per_s = tr.tokens as f64 / tr.train_seconds.max(1e-9);

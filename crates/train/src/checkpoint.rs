@@ -42,6 +42,8 @@ pub struct Checkpoint {
     pub optimizer: Optimizer,
     pub carried: LmState<f32>,
     pub trainer: TrainerState,
+    /// State saved by training hooks (masks, growth accumulators), when the run has any.
+    pub extra: Option<TensorFile>,
 }
 
 pub const DIR_NAME: &str = "checkpoint";
@@ -55,7 +57,8 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> TrainError {
 
 impl Checkpoint {
     /// Writes the checkpoint as `run_dir/checkpoint/`, atomically. Returns its path.
-    pub fn save(&self, run_dir: &Path) -> Result<PathBuf, TrainError> {
+    /// `extra` (hook state) goes to `extra.safetensors` when non-empty.
+    pub fn save(&self, run_dir: &Path, extra: &[OutTensor<'_>]) -> Result<PathBuf, TrainError> {
         let final_dir = run_dir.join(DIR_NAME);
         let tmp = run_dir.join(format!("{DIR_NAME}.tmp"));
         let old = run_dir.join(format!("{DIR_NAME}.old"));
@@ -95,6 +98,9 @@ impl Checkpoint {
             });
         }
         write_tensors(&tmp.join("optimizer.safetensors"), &tensors, HashMap::new())?;
+        if !extra.is_empty() {
+            write_tensors(&tmp.join("extra.safetensors"), extra, HashMap::new())?;
+        }
         write_atomic(&tmp.join("config.toml"), self.config.to_toml().as_bytes())?;
         write_atomic(&tmp.join("vocab.txt"), self.vocab.to_text().as_bytes())?;
         let json = serde_json::to_string_pretty(&self.trainer).expect("trainer state serializes");
@@ -172,6 +178,12 @@ impl Checkpoint {
                 buf.iter_mut().zip(vals).for_each(|(b, v)| *b = v as f32);
             }
         }
+        let extra_path = dir.join("extra.safetensors");
+        let extra = if extra_path.is_file() {
+            Some(TensorFile::read(&extra_path)?)
+        } else {
+            None
+        };
         Ok(Self {
             config,
             vocab,
@@ -179,6 +191,7 @@ impl Checkpoint {
             optimizer,
             carried,
             trainer,
+            extra,
         })
     }
 }

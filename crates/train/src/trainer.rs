@@ -10,6 +10,7 @@ use crate::ptb::{Batched, Corpus};
 use crate::{TrainConfig, TrainError};
 use indicatif::{ProgressBar, ProgressStyle};
 use kernels::rng::CounterRng;
+use model::checkpoint::OutTensor;
 use model::dropout::DropoutCtx;
 use model::{LanguageModel, LmState};
 use serde_json::json;
@@ -17,6 +18,48 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Where training is when a hook is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepInfo {
+    /// Optimizer steps taken so far, this one included (for `after_*`).
+    pub step: u64,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Batches per epoch (for schedules counted in epochs).
+    pub batches_per_epoch: usize,
+}
+
+/// Extension points of the training loop, used by compression (masks, growth, pruning) without
+/// the trainer knowing about it. Every method has a no-op default.
+pub trait TrainHook {
+    /// Called once before the first step, fresh or resumed: restore state saved by
+    /// [`TrainHook::state`] (`ckpt.extra`) and make the parameters consistent with it.
+    fn start(&mut self, _ckpt: &mut Checkpoint) -> Result<(), TrainError> {
+        Ok(())
+    }
+    /// Called after backward, before clipping: read or change the gradient.
+    fn after_backward(&mut self, _info: &StepInfo, _grads: &mut [f32]) {}
+    /// Called after the optimizer step: change parameters or optimizer state. Returns events
+    /// to append to metrics.jsonl.
+    fn after_step(
+        &mut self,
+        _info: &StepInfo,
+        _params: &mut [f32],
+        _opt: &mut Optimizer,
+    ) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+    /// Tensors to save with every checkpoint (`extra.safetensors`).
+    fn state(&self) -> Vec<OutTensor<'_>> {
+        Vec::new()
+    }
+}
+
+/// A hook that does nothing: plain dense training.
+pub struct NoHook;
+
+impl TrainHook for NoHook {}
 
 /// How a call to [`train`] ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +117,7 @@ pub fn fresh_checkpoint(config: &TrainConfig, corpus: &Corpus) -> Result<Checkpo
         optimizer: Optimizer::new(config.optim.clone(), n),
         carried: LmState::zeros(&model.config, config.data.batch_size),
         model,
+        extra: None,
         trainer: TrainerState {
             epoch: 0,
             batch: 0,
@@ -92,6 +136,7 @@ pub fn train(
     ckpt: &mut Checkpoint,
     corpus: &Corpus,
     opts: &RunOptions<'_>,
+    hook: &mut dyn TrainHook,
 ) -> Result<Outcome, TrainError> {
     if ckpt.vocab != corpus.vocab {
         return Err(TrainError::Checkpoint {
@@ -121,6 +166,7 @@ pub fn train(
         Objective::Mean => 1.0 / (b * t) as f32,
     };
     let rng = CounterRng::new(cfg.run.seed ^ 0xD509_0D70);
+    hook.start(ckpt)?;
     let mut ws = ckpt.model.workspace(t, b);
     let mut grads = vec![0.0f32; ckpt.model.num_params()];
     metrics.write(json!({
@@ -162,11 +208,20 @@ pub fn train(
                 return Err(non_finite("loss", ckpt, opts));
             }
             ckpt.model.backward(&mut ws, x, &mut grads);
+            let info = StepInfo {
+                step: ckpt.trainer.step + 1,
+                epoch,
+                batches_per_epoch: batches,
+            };
+            hook.after_backward(&info, &mut grads);
             let norm = clip_grad_norm(&mut grads, cfg.optim.clip_norm);
             if !norm.is_finite() {
                 return Err(non_finite("gradient norm", ckpt, opts));
             }
             ckpt.optimizer.step(&mut ckpt.model.params, &grads, lr);
+            for event in hook.after_step(&info, &mut ckpt.model.params, &mut ckpt.optimizer) {
+                metrics.write(event)?;
+            }
             ckpt.trainer.step += 1;
             ckpt.trainer.batch += 1;
             ckpt.trainer.tokens += (t * b) as u64;
@@ -200,7 +255,7 @@ pub fn train(
             let periodic = cfg.run.checkpoint_every > 0
                 && step.is_multiple_of(cfg.run.checkpoint_every as u64);
             if (interrupted || max_hit || periodic) && ckpt.trainer.batch < batches {
-                ckpt.save(&opts.out_dir)?;
+                ckpt.save(&opts.out_dir, &hook.state())?;
                 if interrupted || max_hit {
                     bar.abandon();
                     metrics.write(json!({
@@ -235,7 +290,7 @@ pub fn train(
             valid.perplexity,
             ckpt.trainer.train_seconds
         );
-        ckpt.save(&opts.out_dir)?;
+        ckpt.save(&opts.out_dir, &hook.state())?;
         let step = ckpt.trainer.step;
         if opts.interrupted.load(Ordering::SeqCst) {
             return Ok(Outcome::Interrupted);
