@@ -46,8 +46,17 @@ pub enum GrowInit {
 
 /// Activates, in every selected tensor, the top `fraction` of its dormant entries by
 /// |accumulated gradient| (ties by position). Returns the number grown.
-pub fn grow_by_gradient(params: &mut [f32], masks: &mut MaskSet, acc: &GradientAccumulator, fraction: f64, init: GrowInit) -> usize {
-    assert!((0.0..=1.0).contains(&fraction), "growth fraction {fraction} out of [0, 1]");
+pub fn grow_by_gradient(
+    params: &mut [f32],
+    masks: &mut MaskSet,
+    acc: &GradientAccumulator,
+    fraction: f64,
+    init: GrowInit,
+) -> usize {
+    assert!(
+        (0.0..=1.0).contains(&fraction),
+        "growth fraction {fraction} out of [0, 1]"
+    );
     let layout = masks.layout().clone();
     let mut grown = 0;
     for t in masks.selected().collect::<Vec<_>>() {
@@ -85,14 +94,22 @@ mod tests {
         let mut l = ParamLayout::new();
         l.push("w", &[2, 4]);
         let mut masks = MaskSet::weights(&l, true);
-        masks.tensor_mut(0).copy_from_slice(&[1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
+        masks
+            .tensor_mut(0)
+            .copy_from_slice(&[1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
         let mut params = vec![0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.5, 0.0];
         let mut acc = GradientAccumulator::new(8);
         acc.add(&[9.0, 0.1, -3.0, 9.0, 0.2, 2.0, 9.0, -0.3]);
         acc.add(&[9.0, 0.1, -3.0, 9.0, 0.2, 2.0, 9.0, -0.3]);
         // 5 dormant; 40% → 2: |sum| 6 (index 2) and 4 (index 5). Active entries with larger
         // gradients (0, 3, 6) are not candidates.
-        let n = grow_by_gradient(&mut params, &mut masks, &acc, 0.4, GrowInit::GradientStep(0.5));
+        let n = grow_by_gradient(
+            &mut params,
+            &mut masks,
+            &acc,
+            0.4,
+            GrowInit::GradientStep(0.5),
+        );
         assert_eq!(n, 2);
         assert_eq!(masks.tensor(0), &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0]);
         // -0.5 * mean gradient: mean of index 2 is -3 → 1.5; index 5: 2 → -1.0.

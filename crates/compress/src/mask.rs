@@ -19,7 +19,11 @@ pub struct MaskSet {
 impl MaskSet {
     /// All-ones masks on the tensors for which `select(name, shape)` is true.
     pub fn dense(layout: &ParamLayout, select: impl Fn(&str, &[usize]) -> bool) -> Self {
-        let selected = layout.tensors().iter().map(|t| select(&t.name, &t.shape)).collect();
+        let selected = layout
+            .tensors()
+            .iter()
+            .map(|t| select(&t.name, &t.shape))
+            .collect();
         Self {
             layout: layout.clone(),
             selected,
@@ -65,14 +69,21 @@ impl MaskSet {
     /// Replaces the mask values (e.g. loaded from a checkpoint); must be 0/1 and layout-sized.
     pub fn set_values(&mut self, values: Vec<f32>) -> Result<(), String> {
         if values.len() != self.mask.len() {
-            return Err(format!("mask has {} values, the layout {}", values.len(), self.mask.len()));
+            return Err(format!(
+                "mask has {} values, the layout {}",
+                values.len(),
+                self.mask.len()
+            ));
         }
         if let Some(i) = values.iter().position(|&v| v != 0.0 && v != 1.0) {
             return Err(format!("mask value {} at {i} is not 0 or 1", values[i]));
         }
         for (t, spec) in self.layout.tensors().iter().enumerate() {
             if !self.selected[t] && values[spec.range()].iter().any(|&v| v == 0.0) {
-                return Err(format!("tensor `{}` is not masked but has zeros in its mask", spec.name));
+                return Err(format!(
+                    "tensor `{}` is not masked but has zeros in its mask",
+                    spec.name
+                ));
             }
         }
         self.mask = values;
@@ -81,7 +92,11 @@ impl MaskSet {
 
     /// `x *= mask` for a parameter-, gradient- or optimizer-state-sized buffer.
     pub fn apply(&self, x: &mut [f32]) {
-        assert_eq!(x.len(), self.mask.len(), "MaskSet::apply: buffer does not match the layout");
+        assert_eq!(
+            x.len(),
+            self.mask.len(),
+            "MaskSet::apply: buffer does not match the layout"
+        );
         for (v, &m) in x.iter_mut().zip(&self.mask) {
             *v *= m;
         }
@@ -146,7 +161,10 @@ mod tests {
         assert!(m.set_values(vec![1.0; 3]).unwrap_err().contains("3 values"));
         let mut v = vec![1.0; layout().total()];
         v[0] = 0.0; // encoder is not selected
-        assert!(m.set_values(v.clone()).unwrap_err().contains("encoder.weight"));
+        assert!(m
+            .set_values(v.clone())
+            .unwrap_err()
+            .contains("encoder.weight"));
         v[0] = 0.5;
         assert!(m.set_values(v).unwrap_err().contains("not 0 or 1"));
     }

@@ -16,8 +16,16 @@ pub enum Scope {
 /// `Scope::Global`) stay active; never revives anything. Pruned weights are set to zero in
 /// `params`. Ties at the threshold are broken by position, so the result is deterministic.
 /// Returns the number of weights pruned.
-pub fn magnitude_prune(params: &mut [f32], masks: &mut MaskSet, density: f64, scope: Scope) -> usize {
-    assert!((0.0..=1.0).contains(&density), "density {density} out of [0, 1]");
+pub fn magnitude_prune(
+    params: &mut [f32],
+    masks: &mut MaskSet,
+    density: f64,
+    scope: Scope,
+) -> usize {
+    assert!(
+        (0.0..=1.0).contains(&density),
+        "density {density} out of [0, 1]"
+    );
     let selected: Vec<usize> = masks.selected().collect();
     let mut pruned = 0;
     match scope {
@@ -32,7 +40,10 @@ pub fn magnitude_prune(params: &mut [f32], masks: &mut MaskSet, density: f64, sc
         Scope::Global => {
             let total: usize = selected.iter().map(|&t| masks.layout().get(t).len()).sum();
             let keep = (density * total as f64).round() as usize;
-            let mut cands: Vec<(f32, usize)> = selected.iter().flat_map(|&t| active_entries(params, masks, t)).collect();
+            let mut cands: Vec<(f32, usize)> = selected
+                .iter()
+                .flat_map(|&t| active_entries(params, masks, t))
+                .collect();
             pruned += prune_smallest(params, masks, &mut cands, keep);
         }
     }
@@ -51,7 +62,12 @@ fn active_entries(params: &[f32], masks: &MaskSet, t: usize) -> Vec<(f32, usize)
         .collect()
 }
 
-fn prune_smallest(params: &mut [f32], masks: &mut MaskSet, cands: &mut [(f32, usize)], keep: usize) -> usize {
+fn prune_smallest(
+    params: &mut [f32],
+    masks: &mut MaskSet,
+    cands: &mut [(f32, usize)],
+    keep: usize,
+) -> usize {
     if cands.len() <= keep {
         return 0;
     }
@@ -101,7 +117,10 @@ mod tests {
         let n = magnitude_prune(&mut p, &mut m, 0.5, Scope::PerTensor);
         assert_eq!(n, 10);
         // a.weight keeps its 5 largest |w|: 0.9, 0.7, 0.8, 0.6, 0.4.
-        assert_eq!(&p[..10], &[0.0, -0.9, 0.0, 0.0, 0.7, 0.0, 0.0, -0.4, 0.6, 0.8]);
+        assert_eq!(
+            &p[..10],
+            &[0.0, -0.9, 0.0, 0.0, 0.7, 0.0, 0.0, -0.4, 0.6, 0.8]
+        );
         assert_eq!(&p[10..12], &[0.01, 0.02]);
         assert_eq!(m.active(0), 5);
         assert_eq!(m.active(2), 5);

@@ -14,7 +14,11 @@ pub struct CubicSchedule {
 impl CubicSchedule {
     pub fn sparsity_at(&self, step: u64) -> f64 {
         if step <= self.start || self.end <= self.start {
-            return if step >= self.end { self.final_sparsity } else { self.initial_sparsity };
+            return if step >= self.end {
+                self.final_sparsity
+            } else {
+                self.initial_sparsity
+            };
         }
         if step >= self.end {
             return self.final_sparsity;
@@ -43,7 +47,10 @@ mod tests {
         // Halfway: 0.9 * (1 - 0.125).
         assert!((s.sparsity_at(600) - 0.9 * 0.875).abs() < 1e-12);
         // Monotone non-decreasing, fastest early.
-        let v: Vec<f64> = (100..=1100).step_by(100).map(|t| s.sparsity_at(t)).collect();
+        let v: Vec<f64> = (100..=1100)
+            .step_by(100)
+            .map(|t| s.sparsity_at(t))
+            .collect();
         assert!(v.windows(2).all(|w| w[1] >= w[0]));
         assert!(v[1] - v[0] > v[10] - v[9]);
     }

@@ -345,11 +345,28 @@ impl<F: Real> LanguageModel<F> {
         let layers = (0..)
             .take_while(|l| file.contains(&format!("rnn.weight_ih_l{l}")))
             .count();
+        let mut sizes = Vec::with_capacity(layers);
+        for l in 0..layers {
+            let name = format!("rnn.weight_hh_l{l}");
+            let shape = file.shape(&name)?;
+            if shape.len() != 2 || shape[0] != 4 * shape[1] {
+                let h = shape.get(1).copied().unwrap_or(0);
+                return Err(ModelError::Shape {
+                    file: file.path().into(),
+                    name,
+                    got: shape.to_vec(),
+                    want: vec![4 * h, h],
+                });
+            }
+            sizes.push(shape[1]);
+        }
+        let uniform = sizes.iter().all(|&h| h == whh[1]);
         let config = LmConfig {
             vocab: enc[0],
             // 0 means "same as hidden", the canonical form of the common case.
             embedding: if enc[1] == whh[1] { 0 } else { enc[1] },
             hidden: whh[1],
+            hidden_sizes: if uniform { Vec::new() } else { sizes },
             layers,
             dropout,
         };
@@ -368,6 +385,7 @@ mod tests {
             vocab: 9,
             embedding: 0,
             hidden: 4,
+            hidden_sizes: Vec::new(),
             layers: 2,
             dropout: 0.0,
         })

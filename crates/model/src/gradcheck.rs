@@ -6,6 +6,9 @@
 
 use crate::dropout::{dropout_backward, dropout_forward, DropoutCtx};
 use crate::embedding::{embedding_backward, embedding_forward};
+use crate::hlstm::{
+    hlstm_backward, hlstm_forward, HlstmGrads, HlstmShape, HlstmTape, HlstmWeights,
+};
 use crate::linear::{linear_backward, linear_forward};
 use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
 use crate::{LanguageModel, LmConfig, LmState};
@@ -252,12 +255,113 @@ pub fn check_lstm() -> Vec<CheckResult> {
     ]
 }
 
+/// One H-LSTM layer over a sequence from a non-zero initial state, with a fixed dropout mask on
+/// the gates' hidden layer (zeros and 1/(1-p)): all five weights and dx.
+pub fn check_hlstm() -> Vec<CheckResult> {
+    let s = HlstmShape {
+        t: 3,
+        b: 2,
+        i: 3,
+        h: 4,
+        m: 5,
+    };
+    let (g, m4) = (s.g(), 4 * s.m);
+    let x = random(s.t * s.b * s.i, 40, 1.0);
+    let (h0, c0) = (random(s.b * s.h, 41, 0.5), random(s.b * s.h, 42, 0.5));
+    let w_ih1 = random(m4 * s.i, 43, 0.6);
+    let w_hh1 = random(m4 * s.h, 44, 0.6);
+    let b1 = random(m4, 45, 0.3);
+    let w2 = random(4 * s.h * s.m, 46, 0.6);
+    let b2 = random(g, 47, 0.3);
+    let r = random(s.t * s.b * s.h, 48, 1.0);
+    // About 30% dropped; the kept ones scaled by 1/(1-p) as dropout_forward does.
+    let p = 0.3;
+    let mask: Vec<f64> = random(s.t * s.b * m4, 49, 1.0)
+        .iter()
+        .map(|&u| {
+            if u < 2.0 * p - 1.0 {
+                0.0
+            } else {
+                1.0 / (1.0 - p)
+            }
+        })
+        .collect();
+    assert!(mask.contains(&0.0) && mask.iter().any(|&v| v > 1.0));
+    let j = |x: &[f64], w: HlstmWeights<'_, f64>| {
+        let mut tape = HlstmTape::new(s).expect("valid shape");
+        hlstm_forward(s, w, x, Some(&mask), &h0, &c0, &mut tape);
+        dot(tape.output(), &r)
+    };
+    let w = HlstmWeights {
+        w_ih1: &w_ih1,
+        w_hh1: &w_hh1,
+        b1: &b1,
+        w2: &w2,
+        b2: &b2,
+    };
+    let mut tape = HlstmTape::new(s).expect("valid shape");
+    hlstm_forward(s, w, &x, Some(&mask), &h0, &c0, &mut tape);
+    let (mut dw_ih1, mut dw_hh1, mut db1, mut dw2, mut db2) = (
+        vec![0.0; w_ih1.len()],
+        vec![0.0; w_hh1.len()],
+        vec![0.0; b1.len()],
+        vec![0.0; w2.len()],
+        vec![0.0; b2.len()],
+    );
+    let mut dx = vec![0.0; x.len()];
+    hlstm_backward(
+        s,
+        w,
+        &x,
+        &r,
+        &mut tape,
+        HlstmGrads {
+            dw_ih1: &mut dw_ih1,
+            dw_hh1: &mut dw_hh1,
+            db1: &mut db1,
+            dw2: &mut dw2,
+            db2: &mut db2,
+        },
+        Some(&mut dx),
+    );
+    vec![
+        compare(
+            "hlstm/dw_ih1",
+            &dw_ih1,
+            &numeric_grad(&w_ih1, |p| j(&x, HlstmWeights { w_ih1: p, ..w })),
+        ),
+        compare(
+            "hlstm/dw_hh1",
+            &dw_hh1,
+            &numeric_grad(&w_hh1, |p| j(&x, HlstmWeights { w_hh1: p, ..w })),
+        ),
+        compare(
+            "hlstm/db1",
+            &db1,
+            &numeric_grad(&b1, |p| j(&x, HlstmWeights { b1: p, ..w })),
+        ),
+        compare(
+            "hlstm/dw2",
+            &dw2,
+            &numeric_grad(&w2, |p| j(&x, HlstmWeights { w2: p, ..w })),
+        ),
+        compare(
+            "hlstm/db2",
+            &db2,
+            &numeric_grad(&b2, |p| j(&x, HlstmWeights { b2: p, ..w })),
+        ),
+        compare("hlstm/dx", &dx, &numeric_grad(&x, |p| j(p, w))),
+    ]
+}
+
 /// The whole language model (2 layers, dropout on, non-zero carried state), every tensor.
 pub fn check_language_model() -> Vec<CheckResult> {
     let config = LmConfig {
         vocab: 7,
         embedding: 3,
         hidden: 4,
+        // Unequal layers: exercises per-layer widths (as left by structured pruning).
+        hidden_sizes: vec![4, 5],
         layers: 2,
         dropout: 0.3,
     };
@@ -318,6 +422,7 @@ pub fn run_all() -> Vec<CheckResult> {
     all.extend(check_softmax_xent());
     all.extend(check_dropout());
     all.extend(check_lstm());
+    all.extend(check_hlstm());
     all.extend(check_language_model());
     all
 }

@@ -10,6 +10,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod error;
 pub mod gradcheck;
+pub mod hlstm;
 pub mod layout;
 pub mod linear;
 pub mod lm;

@@ -21,8 +21,12 @@ pub struct LmConfig {
     /// Embedding width E (0 = same as `hidden`).
     #[serde(default)]
     pub embedding: usize,
-    /// LSTM hidden width H.
+    /// LSTM hidden width H (of every layer unless `hidden_sizes` is given).
     pub hidden: usize,
+    /// Per-layer hidden widths, for models whose layers were shrunk or grown unit by unit
+    /// (empty = every layer is `hidden` wide).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_sizes: Vec<usize>,
     /// Number of stacked LSTM layers L.
     pub layers: usize,
     /// Dropout probability on non-recurrent connections (embedding output, between layers,
@@ -32,6 +36,32 @@ pub struct LmConfig {
 }
 
 impl LmConfig {
+    /// Hidden width of layer `l`.
+    pub fn hidden_of(&self, l: usize) -> usize {
+        self.hidden_sizes.get(l).copied().unwrap_or(self.hidden)
+    }
+
+    /// Input width of layer `l` (E for the first, the previous layer's H after).
+    pub fn input_of(&self, l: usize) -> usize {
+        if l == 0 {
+            self.embedding_width()
+        } else {
+            self.hidden_of(l - 1)
+        }
+    }
+
+    /// Hidden width of the top layer: the decoder's input.
+    pub fn top_hidden(&self) -> usize {
+        self.hidden_of(self.layers - 1)
+    }
+
+    /// Widest activation (E or any H): the size of shared gradient buffers.
+    pub fn max_width(&self) -> usize {
+        (0..self.layers)
+            .map(|l| self.hidden_of(l))
+            .fold(self.embedding_width(), usize::max)
+    }
+
     /// E, resolving the "same as hidden" default.
     pub fn embedding_width(&self) -> usize {
         if self.embedding == 0 {
@@ -53,6 +83,14 @@ impl LmConfig {
         }
         if self.layers == 0 {
             return Err(ModelError::Config("layers must be > 0".into()));
+        }
+        if !self.hidden_sizes.is_empty()
+            && (self.hidden_sizes.len() != self.layers || self.hidden_sizes.contains(&0))
+        {
+            return Err(ModelError::Config(format!(
+                "hidden_sizes must list {} widths > 0, got {:?}",
+                self.layers, self.hidden_sizes
+            )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::Config(format!(
@@ -93,7 +131,9 @@ pub struct LmState<F> {
 
 impl<F: Real> LmState<F> {
     pub fn zeros(config: &LmConfig, batch: usize) -> Self {
-        let z = vec![vec![F::ZERO; batch * config.hidden]; config.layers];
+        let z: Vec<Vec<F>> = (0..config.layers)
+            .map(|l| vec![F::ZERO; batch * config.hidden_of(l)])
+            .collect();
         Self {
             batch,
             h: z.clone(),
@@ -136,12 +176,12 @@ impl<F: Real> LanguageModel<F> {
     /// A model with all parameters zero; see [`LanguageModel::init_uniform`].
     pub fn new(config: LmConfig) -> Result<Self, ModelError> {
         config.validate()?;
-        let (v, e, h) = (config.vocab, config.embedding_width(), config.hidden);
+        let (v, e) = (config.vocab, config.embedding_width());
         let mut layout = ParamLayout::new();
         let encoder = layout.push("encoder.weight", &[v, e]);
         let mut layers = Vec::with_capacity(config.layers);
         for l in 0..config.layers {
-            let input = if l == 0 { e } else { h };
+            let (input, h) = (config.input_of(l), config.hidden_of(l));
             layers.push([
                 layout.push(&format!("rnn.weight_ih_l{l}"), &[4 * h, input]),
                 layout.push(&format!("rnn.weight_hh_l{l}"), &[4 * h, h]),
@@ -149,7 +189,7 @@ impl<F: Real> LanguageModel<F> {
                 layout.push(&format!("rnn.bias_hh_l{l}"), &[4 * h]),
             ]);
         }
-        let decoder_w = layout.push("decoder.weight", &[v, h]);
+        let decoder_w = layout.push("decoder.weight", &[v, config.top_hidden()]);
         let decoder_b = layout.push("decoder.bias", &[v]);
         let params = vec![F::ZERO; layout.total()];
         Ok(Self {
@@ -187,16 +227,11 @@ impl<F: Real> LanguageModel<F> {
     }
 
     pub fn layer_shape(&self, l: usize, t: usize, b: usize) -> LstmShape {
-        let i = if l == 0 {
-            self.config.embedding_width()
-        } else {
-            self.config.hidden
-        };
         LstmShape {
             t,
             b,
-            i,
-            h: self.config.hidden,
+            i: self.config.input_of(l),
+            h: self.config.hidden_of(l),
         }
     }
 
@@ -216,14 +251,22 @@ impl<F: Real> LanguageModel<F> {
 
     /// Allocates the buffers for sequences of `t` steps and batch `b`.
     pub fn workspace(&self, t: usize, b: usize) -> LmWorkspace<F> {
-        let (e, h, v) = (
+        let (e, v, w) = (
             self.config.embedding_width(),
-            self.config.hidden,
             self.config.vocab,
+            self.config.max_width(),
         );
         let tb = t * b;
-        let widths: Vec<usize> = (0..=self.config.layers)
-            .map(|l| if l == 0 { e } else { h })
+        // Input widths of layers 0..L, then the top layer's output (the decoder input).
+        let layers = self.config.layers;
+        let widths: Vec<usize> = (0..=layers)
+            .map(|l| {
+                if l < layers {
+                    self.config.input_of(l)
+                } else {
+                    self.config.top_hidden()
+                }
+            })
             .collect();
         LmWorkspace {
             t,
@@ -237,8 +280,8 @@ impl<F: Real> LanguageModel<F> {
             logits: vec![F::ZERO; tb * v],
             row_loss: vec![0.0; tb],
             dbias: vec![F::ZERO; v],
-            dcur: vec![F::ZERO; tb * e.max(h)],
-            dprev: vec![F::ZERO; tb * e.max(h)],
+            dcur: vec![F::ZERO; tb * w],
+            dprev: vec![F::ZERO; tb * w],
             dropout_active: false,
         }
     }
@@ -269,7 +312,7 @@ impl<F: Real> LanguageModel<F> {
         );
         let (e, h, v) = (
             self.config.embedding_width(),
-            self.config.hidden,
+            self.config.top_hidden(),
             self.config.vocab,
         );
         let dropout = dropout
@@ -350,7 +393,7 @@ impl<F: Real> LanguageModel<F> {
         let tb = t * b;
         let (e, h, v) = (
             self.config.embedding_width(),
-            self.config.hidden,
+            self.config.top_hidden(),
             self.config.vocab,
         );
         let layers = self.config.layers;
@@ -386,6 +429,7 @@ impl<F: Real> LanguageModel<F> {
         }
         for l in (0..layers).rev() {
             let s = self.layer_shape(l, t, b);
+            let h = s.h;
             if ws.dropout_active {
                 dropout_backward(&ws.masks[l + 1], &mut ws.dcur[..tb * h]);
             }

@@ -85,7 +85,7 @@ impl Checkpoint {
             data: TensorData::I64(vec![self.optimizer.steps as i64]),
         });
         for l in 0..self.carried.h.len() {
-            let shape = vec![self.carried.batch, self.model.config.hidden];
+            let shape = vec![self.carried.batch, self.model.config.hidden_of(l)];
             tensors.push(OutTensor {
                 name: format!("carried.h_l{l}"),
                 shape: shape.clone(),
@@ -168,8 +168,8 @@ impl Checkpoint {
         optimizer.steps = opt_file.ints("optim.steps", Some(&[1]))?[0] as u64;
         let batch = config.data.batch_size;
         let mut carried = LmState::<f32>::zeros(&model.config, batch);
-        let shape = [batch, model.config.hidden];
         for l in 0..model.config.layers {
+            let shape = [batch, model.config.hidden_of(l)];
             for (name, buf) in [
                 (format!("carried.h_l{l}"), &mut carried.h[l]),
                 (format!("carried.c_l{l}"), &mut carried.c[l]),

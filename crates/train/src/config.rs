@@ -290,6 +290,7 @@ impl TrainConfig {
             vocab,
             embedding: self.model.embedding,
             hidden: self.model.hidden,
+            hidden_sizes: Vec::new(),
             layers: self.model.layers,
             dropout: self.model.dropout,
         }
