@@ -8,5 +8,6 @@ pub mod grow;
 pub mod mask;
 pub mod prune;
 pub mod rate;
+pub mod units;
 
 pub use mask::MaskSet;

@@ -213,6 +213,17 @@ impl<F: Real> LanguageModel<F> {
         }
     }
 
+    /// A parameter tensor by its state_dict name.
+    pub fn named(&self, name: &str) -> Option<&[F]> {
+        self.layout.find(name).map(|t| &self.params[t.range()])
+    }
+
+    /// A parameter tensor by its state_dict name, mutably.
+    pub fn named_mut(&mut self, name: &str) -> Option<&mut [F]> {
+        let r = self.layout.find(name)?.range();
+        Some(&mut self.params[r])
+    }
+
     /// Number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.layout.total()
