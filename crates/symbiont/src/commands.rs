@@ -1,6 +1,6 @@
 //! The subcommands: argument handling and printing around the library calls.
 
-use crate::{EvalArgs, GradcheckArgs, PeakArgs, TrainArgs};
+use crate::{EvalArgs, GradcheckArgs, InspectArgs, PeakArgs, TrainArgs};
 use kernels::{matmul, Trans};
 use serde_json::json;
 use std::error::Error;
@@ -317,6 +317,83 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             rayon::current_num_threads()
         );
         println!("copy bandwidth: {copy_gbs:.1} GB/s (bytes copied per second, 256 MiB buffers)");
+    }
+    Ok(0)
+}
+
+pub fn inspect(args: InspectArgs) -> Result<u8> {
+    let path = &args.checkpoint;
+    let model = if path.is_file() {
+        let file = model::checkpoint::TensorFile::read(path)?;
+        model::LanguageModel::<f32>::from_file(&file, 0.0)?
+    } else {
+        Checkpoint::load(path)?.model
+    };
+    let mut tensors = Vec::new();
+    let (mut total, mut nonzero, mut total_core, mut nonzero_core) =
+        (0usize, 0usize, 0usize, 0usize);
+    let mut layers: Vec<(usize, usize)> = vec![(0, 0); model.config.layers];
+    for spec in model.layout.tensors() {
+        let values = &model.params[spec.range()];
+        let nz = values.iter().filter(|&&v| v != 0.0).count();
+        let embedding = compress::mask::is_embedding(&spec.name);
+        total += values.len();
+        nonzero += nz;
+        if !embedding {
+            total_core += values.len();
+            nonzero_core += nz;
+        }
+        if let Some(l) = spec
+            .name
+            .rsplit("_l")
+            .next()
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            layers[l].0 += values.len();
+            layers[l].1 += nz;
+        }
+        tensors.push(
+            json!({"name": spec.name, "shape": spec.shape, "params": values.len(), "nonzero": nz,
+            "density": nz as f64 / values.len().max(1) as f64}),
+        );
+    }
+    let per_layer: Vec<_> = layers
+        .iter()
+        .enumerate()
+        .map(|(l, &(t, nz))| json!({"layer": l, "hidden": model.config.hidden_of(l), "params": t, "nonzero": nz}))
+        .collect();
+    let summary = json!({
+        "params_total": total, "params_nonzero": nonzero,
+        "params_without_embeddings": total_core, "params_nonzero_without_embeddings": nonzero_core,
+        "density": nonzero as f64 / total.max(1) as f64, "vocab": model.config.vocab,
+        "embedding": model.config.embedding_width(), "layers": per_layer, "tensors": tensors,
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{:<24} {:>14} {:>12} {:>8}",
+            "tensor", "shape", "non-zero", "density"
+        );
+        for t in &tensors {
+            println!(
+                "{:<24} {:>14} {:>12} {:>7.1}%",
+                t["name"].as_str().unwrap_or(""),
+                format!(
+                    "{:?}",
+                    t["shape"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .map(|v| v.as_u64().unwrap_or(0))
+                            .collect::<Vec<_>>())
+                        .unwrap_or_default()
+                ),
+                t["nonzero"],
+                t["density"].as_f64().unwrap_or(0.0) * 100.0
+            );
+        }
+        println!("total {total} params, {nonzero} non-zero; without embedding/softmax {total_core}, {nonzero_core} non-zero");
     }
     Ok(0)
 }

@@ -34,6 +34,9 @@ enum Command {
     /// Run the f64 finite-difference gradient checks of every layer and the whole model.
     /// Exits 1 when any check fails.
     Gradcheck(GradcheckArgs),
+    /// Parameter counts of a checkpoint (total, non-zero, without embedding/softmax), per tensor
+    /// and per layer.
+    Inspect(InspectArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
     /// (the limits benchmarks report against).
     Peak(PeakArgs),
@@ -101,6 +104,15 @@ pub struct GradcheckArgs {
 }
 
 #[derive(clap::Args)]
+pub struct InspectArgs {
+    /// A checkpoint: a run folder, its checkpoint/ folder, or a model .safetensors file.
+    pub checkpoint: PathBuf,
+    /// Print JSON: {"params_total", "params_nonzero", "params_nonzero_without_embeddings", …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct PeakArgs {
     /// Hidden sizes whose training GEMM shapes are timed.
     #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
@@ -117,6 +129,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a, cli.threads),
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
         Command::Peak(a) => commands::peak(a, cli.threads),
+        Command::Inspect(a) => commands::inspect(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
