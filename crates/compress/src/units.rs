@@ -25,6 +25,11 @@ fn consumer(model_layers: usize, l: usize) -> String {
 }
 
 fn check_layer<F>(model: &LanguageModel<F>, l: usize) -> Result<(), ModelError> {
+    if model.config.gate_hidden > 0 {
+        return Err(ModelError::Config(
+            "structured unit removal/growth supports LSTM layers; H-LSTM gate units are not handled yet".into(),
+        ));
+    }
     if l >= model.config.layers {
         return Err(ModelError::Config(format!(
             "layer {l} does not exist (the model has {})",
@@ -286,6 +291,8 @@ mod tests {
             hidden_sizes: Vec::new(),
             layers: 2,
             dropout: 0.0,
+            gate_hidden: 0,
+            gate_dropout: 0.0,
         })
         .unwrap();
         m.init_uniform(0.4, 3);

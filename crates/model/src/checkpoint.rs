@@ -330,45 +330,55 @@ impl<F: Real> LanguageModel<F> {
                 want: vec![0, 0],
             });
         }
-        let whh = file.shape("rnn.weight_hh_l0")?.to_vec();
-        if whh.len() != 2 || whh[0] != 4 * whh[1] {
-            return Err(ModelError::Shape {
+        // H-LSTM layers are recognised by their gate MLP weights; M comes from their shape.
+        let hlstm = file.contains("rnn.weight_ih1_l0");
+        let (ih, hh) = if hlstm {
+            ("weight_ih1", "weight_hh1")
+        } else {
+            ("weight_ih", "weight_hh")
+        };
+        let layers = (0..)
+            .take_while(|l| file.contains(&format!("rnn.{ih}_l{l}")))
+            .count();
+        if layers == 0 {
+            return Err(ModelError::MissingTensor {
                 file: file.path().into(),
-                name: "rnn.weight_hh_l0".into(),
-                got: whh.clone(),
-                want: vec![
-                    4 * whh.get(1).copied().unwrap_or(0),
-                    whh.get(1).copied().unwrap_or(0),
-                ],
+                name: "rnn.weight_ih_l0".into(),
             });
         }
-        let layers = (0..)
-            .take_while(|l| file.contains(&format!("rnn.weight_ih_l{l}")))
-            .count();
-        let mut sizes = Vec::with_capacity(layers);
+        let (mut sizes, mut gate_hidden) = (Vec::with_capacity(layers), 0);
         for l in 0..layers {
-            let name = format!("rnn.weight_hh_l{l}");
-            let shape = file.shape(&name)?;
-            if shape.len() != 2 || shape[0] != 4 * shape[1] {
-                let h = shape.get(1).copied().unwrap_or(0);
+            let name = format!("rnn.{hh}_l{l}");
+            let shape = file.shape(&name)?.to_vec();
+            let h = shape.get(1).copied().unwrap_or(0);
+            // LSTM: (4H, H). H-LSTM: (4M, H) with the same M in every layer.
+            let rows_ok = shape.len() == 2 && shape[0] % 4 == 0 && shape[0] > 0 && h > 0;
+            let m = if hlstm { shape[0] / 4 } else { h };
+            if !rows_ok || (!hlstm && shape[0] != 4 * h) || (hlstm && l > 0 && m != gate_hidden) {
+                let want_rows = if hlstm { 4 * gate_hidden.max(1) } else { 4 * h };
                 return Err(ModelError::Shape {
                     file: file.path().into(),
                     name,
-                    got: shape.to_vec(),
-                    want: vec![4 * h, h],
+                    got: shape,
+                    want: vec![want_rows, h],
                 });
             }
-            sizes.push(shape[1]);
+            if hlstm {
+                gate_hidden = m;
+            }
+            sizes.push(h);
         }
-        let uniform = sizes.iter().all(|&h| h == whh[1]);
+        let uniform = sizes.iter().all(|&h| h == sizes[0]);
         let config = LmConfig {
             vocab: enc[0],
             // 0 means "same as hidden", the canonical form of the common case.
-            embedding: if enc[1] == whh[1] { 0 } else { enc[1] },
-            hidden: whh[1],
+            embedding: if enc[1] == sizes[0] { 0 } else { enc[1] },
+            hidden: sizes[0],
             hidden_sizes: if uniform { Vec::new() } else { sizes },
             layers,
             dropout,
+            gate_hidden,
+            gate_dropout: 0.0,
         };
         let mut model = Self::new(config)?;
         model.load_params(file)?;
@@ -388,6 +398,8 @@ mod tests {
             hidden_sizes: Vec::new(),
             layers: 2,
             dropout: 0.0,
+            gate_hidden: 0,
+            gate_dropout: 0.0,
         })
         .unwrap();
         m.init_uniform(0.3, 5);

@@ -44,6 +44,20 @@ pub fn dropout_forward<F: Real>(
     }
 }
 
+/// Writes only the mask (0 or 1/(1-p)), for layers that apply it themselves.
+pub fn dropout_mask<F: Real>(ctx: &DropoutCtx, site: u64, mask: &mut [F]) {
+    let keep = F::from_f64(1.0 / (1.0 - ctx.p));
+    let stream = ctx.stream(site);
+    let p = ctx.p as f32;
+    for (i, m) in mask.iter_mut().enumerate() {
+        *m = if ctx.rng.uniform(stream, i as u64) < p {
+            F::ZERO
+        } else {
+            keep
+        };
+    }
+}
+
 /// `dx = dout * mask` (in place on `d`).
 pub fn dropout_backward<F: Real>(mask: &[F], d: &mut [F]) {
     for (g, &m) in d.iter_mut().zip(mask) {

@@ -354,17 +354,43 @@ pub fn check_hlstm() -> Vec<CheckResult> {
     ]
 }
 
-/// The whole language model (2 layers, dropout on, non-zero carried state), every tensor.
+/// The whole LSTM language model (2 unequal layers, dropout on, non-zero carried state).
 pub fn check_language_model() -> Vec<CheckResult> {
-    let config = LmConfig {
-        vocab: 7,
-        embedding: 3,
-        hidden: 4,
-        // Unequal layers: exercises per-layer widths (as left by structured pruning).
-        hidden_sizes: vec![4, 5],
-        layers: 2,
-        dropout: 0.3,
-    };
+    check_lm(
+        LmConfig {
+            vocab: 7,
+            embedding: 3,
+            hidden: 4,
+            // Unequal layers: exercises per-layer widths (as left by structured pruning).
+            hidden_sizes: vec![4, 5],
+            layers: 2,
+            dropout: 0.3,
+            gate_hidden: 0,
+            gate_dropout: 0.0,
+        },
+        "lm",
+    )
+}
+
+/// The whole H-LSTM language model (2 layers, gate width 3, both dropouts on).
+pub fn check_hlstm_language_model() -> Vec<CheckResult> {
+    check_lm(
+        LmConfig {
+            vocab: 7,
+            embedding: 3,
+            hidden: 4,
+            hidden_sizes: Vec::new(),
+            layers: 2,
+            dropout: 0.3,
+            gate_hidden: 3,
+            gate_dropout: 0.25,
+        },
+        "hlstm-lm",
+    )
+}
+
+/// Every tensor of a language model with `config`: J = scale · Σ cross-entropy.
+fn check_lm(config: LmConfig, prefix: &str) -> Vec<CheckResult> {
     let (t, b) = (3, 2);
     let mut model = LanguageModel::<f64>::new(config.clone()).expect("valid config");
     model.init_uniform(0.5, 21);
@@ -406,7 +432,7 @@ pub fn check_language_model() -> Vec<CheckResult> {
         .iter()
         .map(|spec| {
             compare(
-                &format!("lm/{}", spec.name),
+                &format!("{prefix}/{}", spec.name),
                 &grads[spec.range()],
                 &num[spec.range()],
             )
@@ -424,6 +450,7 @@ pub fn run_all() -> Vec<CheckResult> {
     all.extend(check_lstm());
     all.extend(check_hlstm());
     all.extend(check_language_model());
+    all.extend(check_hlstm_language_model());
     all
 }
 

@@ -2,8 +2,12 @@
 //! embedding → dropout → L stacked LSTM layers with dropout between them → dropout → linear
 //! decoder → softmax cross-entropy. Parameter names follow PyTorch's `state_dict`.
 
-use crate::dropout::{dropout_backward, dropout_forward, DropoutCtx};
+use crate::dropout::{dropout_backward, dropout_forward, dropout_mask, DropoutCtx};
 use crate::embedding::{embedding_backward, embedding_forward};
+use crate::hlstm::{
+    hlstm_backward, hlstm_forward, hlstm_param_specs, HlstmGrads, HlstmShape, HlstmTape,
+    HlstmWeights,
+};
 use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
 use crate::{ModelError, ParamLayout};
 use kernels::rng::CounterRng;
@@ -33,6 +37,21 @@ pub struct LmConfig {
     /// before the decoder), as in Zaremba et al.
     #[serde(default)]
     pub dropout: f64,
+    /// H-LSTM gate width M: each gate becomes a one-hidden-layer MLP of this width
+    /// (0 = the plain LSTM).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gate_hidden: usize,
+    /// Dropout on the hidden layer inside the H-LSTM gates.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub gate_dropout: f64,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl LmConfig {
@@ -92,6 +111,14 @@ impl LmConfig {
                 self.layers, self.hidden_sizes
             )));
         }
+        if !(0.0..1.0).contains(&self.gate_dropout)
+            || (self.gate_dropout > 0.0 && self.gate_hidden == 0)
+        {
+            return Err(ModelError::Config(format!(
+                "gate_dropout must be in [0, 1) and needs gate_hidden > 0, got {} with gate_hidden {}",
+                self.gate_dropout, self.gate_hidden
+            )));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::Config(format!(
                 "dropout must be in [0, 1), got {}",
@@ -106,8 +133,9 @@ impl LmConfig {
 #[derive(Clone, Debug)]
 struct TensorIds {
     encoder: usize,
-    /// Per layer: weight_ih, weight_hh, bias_ih, bias_hh (contiguous in the layout).
-    layers: Vec<[usize; 4]>,
+    /// Per layer, contiguous in the layout: LSTM weight_ih, weight_hh, bias_ih, bias_hh; or
+    /// H-LSTM weight_ih1, weight_hh1, bias1, weight2, bias2.
+    layers: Vec<Vec<usize>>,
     decoder_w: usize,
     decoder_b: usize,
 }
@@ -149,6 +177,13 @@ impl<F: Real> LmState<F> {
     }
 }
 
+/// The forward tape of one layer, by cell kind.
+#[derive(Clone, Debug)]
+enum LayerTape<F> {
+    Lstm(LstmTape<F>),
+    Hlstm(HlstmTape<F>),
+}
+
 /// Buffers for one (T, B): activations, tapes and activation gradients, reused across batches.
 #[derive(Clone, Debug)]
 pub struct LmWorkspace<F> {
@@ -159,7 +194,9 @@ pub struct LmWorkspace<F> {
     xs: Vec<Vec<F>>,
     /// Dropout masks of the same shapes (empty when dropout is off).
     masks: Vec<Vec<F>>,
-    tapes: Vec<LstmTape<F>>,
+    tapes: Vec<LayerTape<F>>,
+    /// Dropout masks of the H-LSTM gates' hidden layers: (T, B, 4M) per layer.
+    gate_masks: Vec<Vec<F>>,
     /// Logits, then their gradient after a training forward: (T, B, V).
     pub logits: Vec<F>,
     /// Cross-entropy per token: (T, B).
@@ -182,12 +219,22 @@ impl<F: Real> LanguageModel<F> {
         let mut layers = Vec::with_capacity(config.layers);
         for l in 0..config.layers {
             let (input, h) = (config.input_of(l), config.hidden_of(l));
-            layers.push([
-                layout.push(&format!("rnn.weight_ih_l{l}"), &[4 * h, input]),
-                layout.push(&format!("rnn.weight_hh_l{l}"), &[4 * h, h]),
-                layout.push(&format!("rnn.bias_ih_l{l}"), &[4 * h]),
-                layout.push(&format!("rnn.bias_hh_l{l}"), &[4 * h]),
-            ]);
+            if config.gate_hidden > 0 {
+                let specs = hlstm_param_specs(l, input, h, config.gate_hidden);
+                layers.push(
+                    specs
+                        .iter()
+                        .map(|(n, shape)| layout.push(&format!("rnn.{n}"), shape))
+                        .collect(),
+                );
+            } else {
+                layers.push(vec![
+                    layout.push(&format!("rnn.weight_ih_l{l}"), &[4 * h, input]),
+                    layout.push(&format!("rnn.weight_hh_l{l}"), &[4 * h, h]),
+                    layout.push(&format!("rnn.bias_ih_l{l}"), &[4 * h]),
+                    layout.push(&format!("rnn.bias_hh_l{l}"), &[4 * h]),
+                ]);
+            }
         }
         let decoder_w = layout.push("decoder.weight", &[v, config.top_hidden()]);
         let decoder_b = layout.push("decoder.bias", &[v]);
@@ -251,12 +298,35 @@ impl<F: Real> LanguageModel<F> {
     }
 
     fn layer_weights(&self, l: usize) -> LstmWeights<'_, F> {
-        let [a, b, c, d] = self.ids.layers[l];
+        let ids = &self.ids.layers[l];
         LstmWeights {
-            w_ih: self.tensor(a),
-            w_hh: self.tensor(b),
-            b_ih: self.tensor(c),
-            b_hh: self.tensor(d),
+            w_ih: self.tensor(ids[0]),
+            w_hh: self.tensor(ids[1]),
+            b_ih: self.tensor(ids[2]),
+            b_hh: self.tensor(ids[3]),
+        }
+    }
+
+    fn hlstm_weights(&self, l: usize) -> HlstmWeights<'_, F> {
+        let ids = &self.ids.layers[l];
+        HlstmWeights {
+            w_ih1: self.tensor(ids[0]),
+            w_hh1: self.tensor(ids[1]),
+            b1: self.tensor(ids[2]),
+            w2: self.tensor(ids[3]),
+            b2: self.tensor(ids[4]),
+        }
+    }
+
+    /// Shape of H-LSTM layer `l`.
+    pub fn hlstm_shape(&self, l: usize, t: usize, b: usize) -> HlstmShape {
+        let s = self.layer_shape(l, t, b);
+        HlstmShape {
+            t,
+            b,
+            i: s.i,
+            h: s.h,
+            m: self.config.gate_hidden,
         }
     }
 
@@ -286,7 +356,18 @@ impl<F: Real> LanguageModel<F> {
             xs: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
             masks: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
             tapes: (0..self.config.layers)
-                .map(|l| LstmTape::new(self.layer_shape(l, t, b)))
+                .map(|l| {
+                    if self.config.gate_hidden > 0 {
+                        LayerTape::Hlstm(
+                            HlstmTape::new(self.hlstm_shape(l, t, b)).expect("validated config"),
+                        )
+                    } else {
+                        LayerTape::Lstm(LstmTape::new(self.layer_shape(l, t, b)))
+                    }
+                })
+                .collect(),
+            gate_masks: (0..self.config.layers)
+                .map(|_| vec![F::ZERO; tb * 4 * self.config.gate_hidden])
                 .collect(),
             logits: vec![F::ZERO; tb * v],
             row_loss: vec![0.0; tb],
@@ -326,6 +407,10 @@ impl<F: Real> LanguageModel<F> {
             self.config.top_hidden(),
             self.config.vocab,
         );
+        let gate_dropout = dropout.map(|d| DropoutCtx {
+            p: self.config.gate_dropout,
+            ..d
+        });
         let dropout = dropout
             .filter(|_| self.config.dropout > 0.0)
             .map(|d| DropoutCtx {
@@ -344,21 +429,47 @@ impl<F: Real> LanguageModel<F> {
         );
         for l in 0..self.config.layers {
             let s = self.layer_shape(l, t, b);
-            lstm_forward(
-                s,
-                self.layer_weights(l),
-                &ws.xs[l],
-                &state.h[l],
-                &state.c[l],
-                &mut ws.tapes[l],
-            );
-            let (h_t, c_t) = ws.tapes[l].final_state(s);
+            let (h_t, c_t, out) = match &mut ws.tapes[l] {
+                LayerTape::Lstm(tape) => {
+                    lstm_forward(
+                        s,
+                        self.layer_weights(l),
+                        &ws.xs[l],
+                        &state.h[l],
+                        &state.c[l],
+                        tape,
+                    );
+                    let (h_t, c_t) = tape.final_state(s);
+                    (h_t, c_t, tape.output(s))
+                }
+                LayerTape::Hlstm(tape) => {
+                    // Gate dropout: its own sites (100 + l), only when training with dropout.
+                    let mask = match (&gate_dropout, self.config.gate_dropout > 0.0) {
+                        (Some(ctx), true) => {
+                            dropout_mask(ctx, 100 + l as u64, &mut ws.gate_masks[l]);
+                            Some(&ws.gate_masks[l][..])
+                        }
+                        _ => None,
+                    };
+                    hlstm_forward(
+                        self.hlstm_shape(l, t, b),
+                        self.hlstm_weights(l),
+                        &ws.xs[l],
+                        mask,
+                        &state.h[l],
+                        &state.c[l],
+                        tape,
+                    );
+                    let (h_t, c_t) = tape.final_state();
+                    (h_t, c_t, tape.output())
+                }
+            };
             state.h[l].copy_from_slice(h_t);
             state.c[l].copy_from_slice(c_t);
             apply_dropout(
                 dropout.as_ref(),
                 (l + 1) as u64,
-                ws.tapes[l].output(s),
+                out,
                 &mut ws.masks[l + 1],
                 &mut ws.xs[l + 1],
             );
@@ -444,26 +555,52 @@ impl<F: Real> LanguageModel<F> {
             if ws.dropout_active {
                 dropout_backward(&ws.masks[l + 1], &mut ws.dcur[..tb * h]);
             }
-            let [a, _, _, d] = self.ids.layers[l];
-            let span = self.layout.get(a).offset..self.layout.range(d).end;
-            let g = &mut grads[span];
-            let (dw_ih, rest) = g.split_at_mut(self.layout.get(a).len());
-            let (dw_hh, rest) = rest.split_at_mut(4 * h * h);
-            let (db_ih, db_hh) = rest.split_at_mut(4 * h);
-            lstm_backward(
-                s,
-                self.layer_weights(l),
-                &ws.xs[l],
-                &ws.dcur[..tb * h],
-                &mut ws.tapes[l],
-                LstmGrads {
-                    dw_ih,
-                    dw_hh,
-                    db_ih,
-                    db_hh,
-                },
-                Some(&mut ws.dprev[..tb * s.i]),
-            );
+            let ids = &self.ids.layers[l];
+            let span = self.layout.get(ids[0]).offset
+                ..self.layout.range(*ids.last().expect("layer tensors")).end;
+            // The layer's tensors are contiguous: split the span into them, in order.
+            let mut parts: Vec<&mut [F]> = Vec::with_capacity(ids.len());
+            let mut rest = &mut grads[span];
+            for &id in ids {
+                let (head, tail) =
+                    std::mem::take(&mut rest).split_at_mut(self.layout.get(id).len());
+                parts.push(head);
+                rest = tail;
+            }
+            let dx = Some(&mut ws.dprev[..tb * s.i]);
+            let dh = &ws.dcur[..tb * h];
+            match (&mut ws.tapes[l], parts.as_mut_slice()) {
+                (LayerTape::Lstm(tape), [dw_ih, dw_hh, db_ih, db_hh]) => lstm_backward(
+                    s,
+                    self.layer_weights(l),
+                    &ws.xs[l],
+                    dh,
+                    tape,
+                    LstmGrads {
+                        dw_ih,
+                        dw_hh,
+                        db_ih,
+                        db_hh,
+                    },
+                    dx,
+                ),
+                (LayerTape::Hlstm(tape), [dw_ih1, dw_hh1, db1, dw2, db2]) => hlstm_backward(
+                    self.hlstm_shape(l, t, b),
+                    self.hlstm_weights(l),
+                    &ws.xs[l],
+                    dh,
+                    tape,
+                    HlstmGrads {
+                        dw_ih1,
+                        dw_hh1,
+                        db1,
+                        dw2,
+                        db2,
+                    },
+                    dx,
+                ),
+                _ => unreachable!("layer tensors match the layer kind"),
+            }
             std::mem::swap(&mut ws.dcur, &mut ws.dprev);
         }
         if ws.dropout_active {

@@ -162,7 +162,8 @@ fn check_compatible(new: &TrainConfig, old: &TrainConfig) -> Result<()> {
     let same_model = new.model.hidden == old.model.hidden
         && new.model.layers == old.model.layers
         && new.model.embedding == old.model.embedding
-        && new.model.arch == old.model.arch;
+        && new.model.arch == old.model.arch
+        && new.model.gate_hidden == old.model.gate_hidden;
     if !same_model {
         return Err("--config describes another architecture than the checkpoint's ([model] hidden/layers/embedding/arch differ)".into());
     }

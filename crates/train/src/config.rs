@@ -23,7 +23,8 @@ pub struct TrainConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Only "lstm" for now (H-LSTM comes with the grow-and-prune work).
+    /// "lstm" (stacked LSTM) or "hlstm" (gates are one-hidden-layer MLPs of width
+    /// `gate_hidden`).
     #[serde(default = "default_arch")]
     pub arch: String,
     pub hidden: usize,
@@ -33,6 +34,12 @@ pub struct ModelSection {
     pub embedding: usize,
     #[serde(default)]
     pub dropout: f64,
+    /// H-LSTM gate width M (arch = "hlstm"; 0 = same as `hidden`, the method's default).
+    #[serde(default)]
+    pub gate_hidden: usize,
+    /// Dropout on the H-LSTM gates' hidden layer.
+    #[serde(default)]
+    pub gate_dropout: f64,
     /// Every weight starts ~ U(-init_scale, init_scale).
     pub init_scale: f64,
 }
@@ -231,10 +238,19 @@ impl TrainConfig {
 
     fn validate(&self) -> Result<(), String> {
         let m = &self.model;
-        if m.arch != "lstm" {
+        if m.arch != "lstm" && m.arch != "hlstm" {
             return Err(format!(
-                "[model] arch = \"{}\" is not supported (known: \"lstm\")",
+                "[model] arch = \"{}\" is not supported (known: \"lstm\", \"hlstm\")",
                 m.arch
+            ));
+        }
+        if m.arch == "lstm" && (m.gate_hidden != 0 || m.gate_dropout != 0.0) {
+            return Err("[model] gate_hidden and gate_dropout need arch = \"hlstm\"".into());
+        }
+        if !(0.0..1.0).contains(&m.gate_dropout) {
+            return Err(format!(
+                "[model] gate_dropout must be in [0, 1), got {}",
+                m.gate_dropout
             ));
         }
         if m.hidden == 0 || m.layers == 0 {
@@ -291,6 +307,12 @@ impl TrainConfig {
             embedding: self.model.embedding,
             hidden: self.model.hidden,
             hidden_sizes: Vec::new(),
+            gate_hidden: match (self.model.arch.as_str(), self.model.gate_hidden) {
+                ("hlstm", 0) => self.model.hidden,
+                ("hlstm", m) => m,
+                _ => 0,
+            },
+            gate_dropout: self.model.gate_dropout,
             layers: self.model.layers,
             dropout: self.model.dropout,
         }
