@@ -8,6 +8,7 @@ pub mod grow;
 pub mod mask;
 pub mod prune;
 pub mod rate;
+pub mod schedule;
 pub mod units;
 
 pub use mask::MaskSet;
