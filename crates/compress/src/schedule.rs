@@ -184,14 +184,15 @@ pub struct Schedule {
 impl CompressConfig {
     /// Checks every value; errors name the phase and key.
     pub fn validate(&self) -> Result<Schedule, String> {
-        let with_embeddings =
-            match self.tensors.as_str() {
-                "weights" => false,
-                "weights+embeddings" => true,
-                t => return Err(format!(
+        let with_embeddings = match self.tensors.as_str() {
+            "weights" => false,
+            "weights+embeddings" => true,
+            t => {
+                return Err(format!(
                     "[compress] tensors = \"{t}\": expected \"weights\" or \"weights+embeddings\""
-                )),
-            };
+                ))
+            }
+        };
         if !(self.initial_density > 0.0 && self.initial_density <= 1.0) {
             return Err(format!(
                 "[compress] initial_density must be in (0, 1], got {}",

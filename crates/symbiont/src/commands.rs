@@ -11,7 +11,9 @@ use std::time::Instant;
 use train::checkpoint::{Checkpoint, DIR_NAME};
 use train::eval::evaluate;
 use train::ptb::{load_ptb, load_split, Split};
-use train::trainer::{fresh_checkpoint, train as run_training, NoHook, Outcome, RunOptions};
+use train::trainer::{
+    fresh_checkpoint, train as run_training, NoHook, Outcome, RunOptions, TrainHook,
+};
 use train::TrainConfig;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -119,7 +121,28 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         interrupted: &INTERRUPTED,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let outcome = run_training(&mut ckpt, &corpus, &opts, &mut NoHook)?;
+    let mut hook: Box<dyn TrainHook> = match &config.compress {
+        Some(table) => {
+            let bpe = train::ptb::Batched::new(&corpus.train, config.data.batch_size)
+                .full_batches(config.data.bptt);
+            let total = (bpe * config.schedule.epochs) as u64;
+            let origin = args
+                .config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the checkpoint's config.toml".into());
+            Box::new(crate::pipeline::CompressHook::new(
+                table,
+                &origin,
+                &ckpt.model.layout,
+                config.run.seed,
+                bpe,
+                total,
+            )?)
+        }
+        None => Box::new(NoHook),
+    };
+    let outcome = run_training(&mut ckpt, &corpus, &opts, hook.as_mut())?;
     let ckpt_dir = out_dir.join(DIR_NAME);
     let tr = &ckpt.trainer;
     let tokens_per_s = tr.tokens as f64 / tr.train_seconds.max(1e-9);

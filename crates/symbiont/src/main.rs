@@ -5,6 +5,7 @@
 //! saving a checkpoint.
 
 mod commands;
+mod pipeline;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -363,3 +363,133 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     assert_eq!(v["step"].as_u64().unwrap(), step + 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn inspect(dir: &Path) -> serde_json::Value {
+    let out = run(bin().arg("inspect").arg(dir).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const PRUNE: &str = r#"
+[compress]
+tensors = "weights"
+[[compress.phase]]
+what = "prune"
+curve = "cubic"
+from = 1.0
+to = 0.3
+start = "2 steps"
+end = "10 steps"
+every = "2 steps"
+"#;
+
+#[test]
+fn gradual_pruning_reaches_its_density_and_pruned_weights_stay_zero() {
+    let dir = tmpdir("prune");
+    // Momentum on: pruned weights must not be revived by the momentum buffer either.
+    let cfg = tiny_config(&dir, "clip_norm = 5.0\nmomentum = 0.9", 1, 0);
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + PRUNE).unwrap();
+    let out_dir = dir.join("run");
+    // 10 more steps after the schedule ends.
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-steps", "20"]));
+    assert_eq!(out.status.code(), Some(0));
+    let v = inspect(&out_dir);
+    for t in v["tensors"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let density = t["density"].as_f64().unwrap();
+        if name.starts_with("rnn.weight_") {
+            assert!((density - 0.3).abs() < 0.01, "{name}: density {density}");
+        } else {
+            assert!(density > 0.99, "{name} is not masked: density {density}");
+        }
+    }
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+    let prunes: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["kind"] == "compress")
+        .collect();
+    assert_eq!(prunes.len(), 5, "pruned at steps 2, 4, 6, 8, 10");
+    let densities: Vec<f64> = prunes
+        .iter()
+        .map(|e| e["density"].as_f64().unwrap())
+        .collect();
+    assert!(densities.windows(2).all(|w| w[1] < w[0]), "{densities:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_with_masks_reproduces_an_uninterrupted_run() {
+    let dir = tmpdir("prune-resume");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0\nmomentum = 0.9", 1, 0);
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + PRUNE).unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let train = |out: &Path, steps: &str| {
+        let mut c = bin();
+        c.arg("train")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(ptb_dir())
+            .arg("--out")
+            .arg(out)
+            .args(["--max-steps", steps]);
+        c
+    };
+    assert_eq!(run(&mut train(&a, "14")).status.code(), Some(0));
+    // Stop in the middle of the pruning schedule, then resume.
+    assert_eq!(run(&mut train(&b, "5")).status.code(), Some(0));
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&b)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .args(["--max-steps", "14"]));
+    assert_eq!(out.status.code(), Some(0));
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "extra.safetensors",
+    ] {
+        assert!(
+            read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
+            "{f} differs after resume"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_impossible_schedule_is_refused_before_training() {
+    let dir = tmpdir("bad-schedule");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap() + &PRUNE.replace("to = 0.3", "to = 1.3"),
+    )
+    .unwrap();
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(dir.join("run")));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tiny.toml") && err.contains("to must be in (0, 1]"),
+        "{err}"
+    );
+    assert!(!dir.join("run/checkpoint").exists(), "nothing trained");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

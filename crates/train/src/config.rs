@@ -17,6 +17,10 @@ pub struct TrainConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub run: RunSection,
+    /// `[compress]`: masks, pruning and growth schedules. Kept as raw TOML here and validated by
+    /// the compression crate (train does not depend on it; the CLI connects them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<toml::Table>,
 }
 
 /// `[model]`: the architecture and its initialisation.

@@ -1,0 +1,200 @@
+//! Connects training and compression: a [`TrainHook`] that keeps masks over the weights, applies
+//! them to gradients, parameters and optimizer state at every step (so neither plain updates nor
+//! momentum can revive a pruned weight), accumulates dense gradients for growth, and runs the
+//! `[compress]` schedule's prune and grow phases.
+
+use compress::grow::{grow_by_gradient, GradientAccumulator};
+use compress::prune::magnitude_prune;
+use compress::schedule::{Action, CompressConfig, Schedule};
+use compress::MaskSet;
+use kernels::rng::CounterRng;
+use model::checkpoint::{OutTensor, TensorData};
+use serde_json::json;
+use train::checkpoint::Checkpoint;
+use train::optim::Optimizer;
+use train::trainer::{StepInfo, TrainHook};
+use train::TrainError;
+
+/// The compression hook of one run.
+pub struct CompressHook {
+    schedule: Schedule,
+    masks: MaskSet,
+    acc: GradientAccumulator,
+    seed: u64,
+}
+
+const MASK: &str = "compress.mask";
+const ACC: &str = "compress.grad_sum";
+const ACC_BATCHES: &str = "compress.grad_batches";
+
+impl CompressHook {
+    /// Validates `[compress]` (errors name `origin`, the config file) against the model and the
+    /// run's length.
+    pub fn new(
+        table: &toml::Table,
+        origin: &str,
+        layout: &model::ParamLayout,
+        seed: u64,
+        batches_per_epoch: usize,
+        total_steps: u64,
+    ) -> Result<Self, TrainError> {
+        let err = |reason: String| TrainError::Config {
+            path: origin.to_string(),
+            reason,
+        };
+        let cfg: CompressConfig = table
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("[compress]: {e}")))?;
+        let schedule = cfg.validate().map_err(err)?;
+        schedule
+            .check_against(batches_per_epoch, total_steps)
+            .map_err(err)?;
+        let masks = MaskSet::weights(layout, schedule.with_embeddings);
+        let n = layout.total();
+        let grows = schedule
+            .phases
+            .iter()
+            .any(|p| matches!(p.action, Action::Grow { .. }));
+        Ok(Self {
+            schedule,
+            masks,
+            acc: GradientAccumulator::new(if grows { n } else { 0 }),
+            seed,
+        })
+    }
+
+    fn mask_everything(&self, params: &mut [f32], opt: &mut Optimizer) {
+        self.masks.apply(params);
+        for buf in [&mut opt.m, &mut opt.v] {
+            if !buf.is_empty() {
+                self.masks.apply(buf);
+            }
+        }
+    }
+
+    /// A random sparse seed: each selected tensor keeps `density` of its entries.
+    fn sparse_seed(&mut self, density: f64) {
+        let rng = CounterRng::new(self.seed ^ 0x5EED);
+        for t in self.masks.selected().collect::<Vec<_>>() {
+            for (i, m) in self.masks.tensor_mut(t).iter_mut().enumerate() {
+                if rng.uniform_f64(t as u64, i as u64) >= density {
+                    *m = 0.0;
+                }
+            }
+        }
+    }
+}
+
+impl TrainHook for CompressHook {
+    fn start(&mut self, ckpt: &mut Checkpoint) -> Result<(), TrainError> {
+        let path = || "extra.safetensors".to_string();
+        match ckpt.extra.as_ref().filter(|f| f.contains(MASK)) {
+            Some(file) => {
+                let values: Vec<f32> = file
+                    .floats(MASK, Some(&[self.masks.values().len()]))?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect();
+                self.masks
+                    .set_values(values)
+                    .map_err(|reason| TrainError::Checkpoint {
+                        path: path(),
+                        reason,
+                    })?;
+                if !self.acc.sum.is_empty() && file.contains(ACC) {
+                    let sum = file.floats(ACC, Some(&[self.acc.sum.len()]))?;
+                    self.acc
+                        .sum
+                        .iter_mut()
+                        .zip(sum)
+                        .for_each(|(a, v)| *a = v as f32);
+                    self.acc.batches = file.ints(ACC_BATCHES, Some(&[1]))?[0] as usize;
+                }
+            }
+            None if ckpt.trainer.step == 0 && self.schedule.initial_density < 1.0 => {
+                self.sparse_seed(self.schedule.initial_density);
+            }
+            None => {}
+        }
+        self.mask_everything(&mut ckpt.model.params, &mut ckpt.optimizer);
+        Ok(())
+    }
+
+    fn after_backward(&mut self, info: &StepInfo, grads: &mut [f32]) {
+        let accumulate = self
+            .schedule
+            .phases
+            .iter()
+            .any(|p| p.accumulates_at(info.step, info.batches_per_epoch));
+        if accumulate && !self.acc.sum.is_empty() {
+            // The dense gradient, dormant positions included: what growth ranks.
+            self.acc.add(grads);
+        }
+        self.masks.apply(grads);
+    }
+
+    fn after_step(
+        &mut self,
+        info: &StepInfo,
+        params: &mut [f32],
+        opt: &mut Optimizer,
+    ) -> Vec<serde_json::Value> {
+        self.mask_everything(params, opt);
+        let mut events = Vec::new();
+        for (k, phase) in self.schedule.phases.iter().enumerate() {
+            if !phase.fires_at(info.step, info.batches_per_epoch) {
+                continue;
+            }
+            let target = phase.density_at(info.step, info.batches_per_epoch);
+            let before = self.masks.density();
+            let (what, changed) = match phase.action {
+                Action::Prune(scope) => (
+                    "prune",
+                    magnitude_prune(params, &mut self.masks, target, scope),
+                ),
+                Action::Grow { init, .. } => {
+                    // Fraction of the dormant connections that brings the density to the target.
+                    let fraction = if before >= 1.0 {
+                        0.0
+                    } else {
+                        ((target - before) / (1.0 - before)).clamp(0.0, 1.0)
+                    };
+                    let n = grow_by_gradient(params, &mut self.masks, &self.acc, fraction, init);
+                    self.acc.reset();
+                    ("grow", n)
+                }
+            };
+            events.push(json!({
+                "kind": "compress", "phase": k + 1, "what": what, "step": info.step,
+                "target_density": target, "density_before": before,
+                "density": self.masks.density(), "changed": changed,
+            }));
+        }
+        if !events.is_empty() {
+            self.mask_everything(params, opt);
+        }
+        events
+    }
+
+    fn state(&self) -> Vec<OutTensor<'_>> {
+        let mut v = vec![OutTensor {
+            name: MASK.into(),
+            shape: vec![self.masks.values().len()],
+            data: TensorData::F32(self.masks.values()),
+        }];
+        if !self.acc.sum.is_empty() {
+            v.push(OutTensor {
+                name: ACC.into(),
+                shape: vec![self.acc.sum.len()],
+                data: TensorData::F32(&self.acc.sum),
+            });
+            v.push(OutTensor {
+                name: ACC_BATCHES.into(),
+                shape: vec![1],
+                data: TensorData::I64(vec![self.acc.batches as i64]),
+            });
+        }
+        v
+    }
+}
