@@ -493,3 +493,55 @@ fn an_impossible_schedule_is_refused_before_training() {
     assert!(!dir.join("run/checkpoint").exists(), "nothing trained");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn growth_from_a_sparse_seed_raises_density_by_gradient() {
+    let dir = tmpdir("grow");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
+    let grow = r#"
+[compress]
+tensors = "weights"
+initial_density = 0.5
+[[compress.phase]]
+what = "grow"
+curve = "linear"
+from = 0.5
+to = 0.8
+start = "4 steps"
+end = "8 steps"
+every = "2 steps"
+accumulate = 3
+"#;
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + grow).unwrap();
+    let out_dir = dir.join("run");
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-steps", "12"]));
+    assert_eq!(out.status.code(), Some(0));
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+    let grows: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["what"] == "grow")
+        .collect();
+    assert_eq!(grows.len(), 3, "grown at steps 4, 6, 8");
+    let first = grows[0]["density_before"].as_f64().unwrap();
+    assert!((first - 0.5).abs() < 0.02, "random seed density {first}");
+    let last = grows[2]["density"].as_f64().unwrap();
+    assert!((last - 0.8).abs() < 0.01, "density after growth {last}");
+    // Grown connections start at zero and then train: the final weights are denser than the seed.
+    let v = inspect(&out_dir);
+    for t in v["tensors"].as_array().unwrap() {
+        if t["name"].as_str().unwrap().starts_with("rnn.weight_") {
+            let d = t["density"].as_f64().unwrap();
+            assert!(d > 0.75 && d <= 0.81, "{}: {d}", t["name"]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
