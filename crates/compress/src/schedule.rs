@@ -106,6 +106,8 @@ pub enum Action {
         accumulate: usize,
         init: crate::grow::GrowInit,
     },
+    /// Silence whole hidden units by importance (norm of every weight touching them).
+    Units,
 }
 
 /// How density moves from `from` to `to` between start and end.
@@ -260,9 +262,26 @@ impl CompressConfig {
                     };
                     Action::Grow { accumulate, init }
                 }
+                "units" => {
+                    if p.scope.is_some() || p.accumulate.is_some() || p.init_step.is_some() {
+                        return Err(format!(
+                            "{}: scope, accumulate and init_step do not apply to units",
+                            at("")
+                        ));
+                    }
+                    if p.to > p.from {
+                        return Err(format!(
+                            "{}: unit pruning cannot add units ({} → {})",
+                            at("to"),
+                            p.from,
+                            p.to
+                        ));
+                    }
+                    Action::Units
+                }
                 w => {
                     return Err(format!(
-                        "[[compress.phase]] #{}: what = \"{w}\" is not prune or grow",
+                        "[[compress.phase]] #{}: what = \"{w}\" is not prune, grow or units",
                         k + 1
                     ))
                 }

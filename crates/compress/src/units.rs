@@ -9,7 +9,7 @@
 //! away give the same function: that is the compaction test.
 
 use kernels::Real;
-use model::{LanguageModel, LmConfig, ModelError};
+use model::{LanguageModel, LmConfig, ModelError, ParamLayout};
 
 fn name(kind: &str, l: usize) -> String {
     format!("rnn.{kind}_l{l}")
@@ -25,18 +25,26 @@ fn consumer(model_layers: usize, l: usize) -> String {
 }
 
 fn check_layer<F>(model: &LanguageModel<F>, l: usize) -> Result<(), ModelError> {
-    if model.config.gate_hidden > 0 {
+    check_config(&model.config, l)
+}
+
+fn check_config(config: &LmConfig, l: usize) -> Result<(), ModelError> {
+    if config.gate_hidden > 0 {
         return Err(ModelError::Config(
             "structured unit removal/growth supports LSTM layers; H-LSTM gate units are not handled yet".into(),
         ));
     }
-    if l >= model.config.layers {
+    if l >= config.layers {
         return Err(ModelError::Config(format!(
             "layer {l} does not exist (the model has {})",
-            model.config.layers
+            config.layers
         )));
     }
     Ok(())
+}
+
+fn tensor<'a, F>(layout: &ParamLayout, params: &'a [F], name: &str) -> &'a [F] {
+    &params[layout.find(name).expect("tensor of the layout").range()]
 }
 
 /// Importance of every unit of layer `l`: the L2 norm of all weights touching it (incoming gate
@@ -45,10 +53,20 @@ pub fn unit_importance<F: Real>(
     model: &LanguageModel<F>,
     l: usize,
 ) -> Result<Vec<f64>, ModelError> {
-    check_layer(model, l)?;
-    let h = model.config.hidden_of(l);
+    unit_importance_in(&model.config, &model.layout, &model.params, l)
+}
+
+/// [`unit_importance`] over a bare parameter buffer (what training hooks hold).
+pub fn unit_importance_in<F: Real>(
+    config: &LmConfig,
+    layout: &ParamLayout,
+    params: &[F],
+    l: usize,
+) -> Result<Vec<f64>, ModelError> {
+    check_config(config, l)?;
+    let h = config.hidden_of(l);
     let mut sq = vec![0.0f64; h];
-    let get = |n: &str| model.named(n).expect("tensor of the layout");
+    let get = |n: &str| tensor(layout, params, n);
     for kind in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
         let t = get(&name(kind, l));
         let width = t.len() / (4 * h);
@@ -56,8 +74,8 @@ pub fn unit_importance<F: Real>(
             sq[row % h] += chunk.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>();
         }
     }
-    for tensor in [name("weight_hh", l), consumer(model.config.layers, l)] {
-        for row in get(&tensor).chunks_exact(h) {
+    for t in [name("weight_hh", l), consumer(config.layers, l)] {
+        for row in get(&t).chunks_exact(h) {
             for (j, v) in row.iter().enumerate() {
                 sq[j] += v.to_f64() * v.to_f64();
             }
@@ -73,17 +91,30 @@ pub fn silence_units<F: Real>(
     l: usize,
     units: &[usize],
 ) -> Result<(), ModelError> {
-    check_layer(model, l)?;
-    let h = model.config.hidden_of(l);
+    let (config, layout) = (model.config.clone(), model.layout.clone());
+    silence_units_in(&config, &layout, &mut model.params, l, units)
+}
+
+/// [`silence_units`] over a bare parameter buffer (what training hooks hold).
+pub fn silence_units_in<F: Real>(
+    config: &LmConfig,
+    layout: &ParamLayout,
+    params: &mut [F],
+    l: usize,
+    units: &[usize],
+) -> Result<(), ModelError> {
+    check_config(config, l)?;
+    let h = config.hidden_of(l);
     if let Some(&bad) = units.iter().find(|&&j| j >= h) {
         return Err(ModelError::Config(format!(
             "unit {bad} of layer {l} does not exist (width {h})"
         )));
     }
     for kind in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
-        let t = model
-            .named_mut(&name(kind, l))
-            .expect("tensor of the layout");
+        let t = &mut params[layout
+            .find(&name(kind, l))
+            .expect("tensor of the layout")
+            .range()];
         let width = t.len() / (4 * h);
         for gate in 0..4 {
             for &j in units {
@@ -93,6 +124,24 @@ pub fn silence_units<F: Real>(
         }
     }
     Ok(())
+}
+
+/// Units of layer `l` whose incoming weights and biases are all zero: they output exactly zero
+/// (from a zero state) and can be removed without changing the function.
+pub fn silent_units<F: Real>(model: &LanguageModel<F>, l: usize) -> Result<Vec<usize>, ModelError> {
+    check_layer(model, l)?;
+    let h = model.config.hidden_of(l);
+    let mut silent = vec![true; h];
+    for kind in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+        let t = model.named(&name(kind, l)).expect("tensor of the layout");
+        let width = t.len() / (4 * h);
+        for (row, chunk) in t.chunks_exact(width).enumerate() {
+            if chunk.iter().any(|&v| v != F::ZERO) {
+                silent[row % h] = false;
+            }
+        }
+    }
+    Ok((0..h).filter(|&j| silent[j]).collect())
 }
 
 /// A new, smaller model keeping only the units `keep` (in that order) of layer `l`; every other
@@ -370,6 +419,8 @@ mod tests {
                 row[2] = 0.0;
             }
         }
+        assert_eq!(silent_units(&m, 0).unwrap(), vec![2]);
+        assert!(silent_units(&m, 1).unwrap().is_empty());
         let imp = unit_importance(&m, 0).unwrap();
         assert_eq!(imp[2], 0.0);
         assert!(imp.iter().enumerate().all(|(j, &v)| j == 2 || v > 0.0));

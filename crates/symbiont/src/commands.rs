@@ -1,6 +1,6 @@
 //! The subcommands: argument handling and printing around the library calls.
 
-use crate::{EvalArgs, GradcheckArgs, InspectArgs, PeakArgs, TrainArgs};
+use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, PeakArgs, TrainArgs};
 use kernels::{matmul, Trans};
 use serde_json::json;
 use std::error::Error;
@@ -134,6 +134,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
             Box::new(crate::pipeline::CompressHook::new(
                 table,
                 &origin,
+                &ckpt.model.config,
                 &ckpt.model.layout,
                 config.run.seed,
                 bpe,
@@ -418,6 +419,50 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
             );
         }
         println!("total {total} params, {nonzero} non-zero; without embedding/softmax {total_core}, {nonzero_core} non-zero");
+    }
+    Ok(0)
+}
+
+pub fn compact(args: CompactArgs) -> Result<u8> {
+    let mut ckpt = Checkpoint::load(&args.checkpoint)?;
+    let before: Vec<usize> = (0..ckpt.model.config.layers)
+        .map(|l| ckpt.model.config.hidden_of(l))
+        .collect();
+    let params_before = ckpt.model.num_params();
+    let mut model = ckpt.model.clone();
+    for l in 0..model.config.layers {
+        let silent = compress::units::silent_units(&model, l)?;
+        let h = model.config.hidden_of(l);
+        if silent.is_empty() {
+            continue;
+        }
+        if silent.len() == h {
+            return Err(format!(
+                "layer {l}: all {h} units are silent; refusing to remove the whole layer"
+            )
+            .into());
+        }
+        let keep: Vec<usize> = (0..h).filter(|j| !silent.contains(j)).collect();
+        model = compress::units::remove_units(&model, l, &keep)?;
+    }
+    let after: Vec<usize> = (0..model.config.layers)
+        .map(|l| model.config.hidden_of(l))
+        .collect();
+    let n = model.num_params();
+    ckpt.optimizer = train::optim::Optimizer::new(ckpt.config.optim.clone(), n);
+    ckpt.carried = model::LmState::zeros(&model.config, ckpt.config.data.batch_size);
+    ckpt.model = model;
+    ckpt.extra = None;
+    let dir = ckpt.save(&args.out, &[])?;
+    let summary = json!({"checkpoint": dir, "hidden_before": before, "hidden_after": after,
+        "params_before": params_before, "params_after": n});
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "hidden {before:?} -> {after:?}; {params_before} -> {n} parameters; written to {}",
+            dir.display()
+        );
     }
     Ok(0)
 }

@@ -38,6 +38,9 @@ enum Command {
     /// Parameter counts of a checkpoint (total, non-zero, without embedding/softmax), per tensor
     /// and per layer.
     Inspect(InspectArgs),
+    /// Remove the hidden units a structured (`units`) schedule silenced: writes a smaller dense
+    /// checkpoint computing the same function.
+    Compact(CompactArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
     /// (the limits benchmarks report against).
     Peak(PeakArgs),
@@ -114,6 +117,18 @@ pub struct InspectArgs {
 }
 
 #[derive(clap::Args)]
+pub struct CompactArgs {
+    /// A checkpoint: a run folder or its checkpoint/ folder.
+    pub checkpoint: PathBuf,
+    /// Run folder for the compacted checkpoint (written as OUT/checkpoint).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct PeakArgs {
     /// Hidden sizes whose training GEMM shapes are timed.
     #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
@@ -131,6 +146,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
         Command::Peak(a) => commands::peak(a, cli.threads),
         Command::Inspect(a) => commands::inspect(a),
+        Command::Compact(a) => commands::compact(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

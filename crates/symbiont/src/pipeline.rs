@@ -6,9 +6,11 @@
 use compress::grow::{grow_by_gradient, GradientAccumulator};
 use compress::prune::magnitude_prune;
 use compress::schedule::{Action, CompressConfig, Schedule};
+use compress::units::{silence_units_in, unit_importance_in};
 use compress::MaskSet;
 use kernels::rng::CounterRng;
 use model::checkpoint::{OutTensor, TensorData};
+use model::{LmConfig, ParamLayout};
 use serde_json::json;
 use train::checkpoint::Checkpoint;
 use train::optim::Optimizer;
@@ -21,11 +23,16 @@ pub struct CompressHook {
     masks: MaskSet,
     acc: GradientAccumulator,
     seed: u64,
+    config: LmConfig,
+    layout: ParamLayout,
+    /// Per layer, per hidden unit: false once a `units` phase silenced it.
+    alive: Vec<Vec<bool>>,
 }
 
 const MASK: &str = "compress.mask";
 const ACC: &str = "compress.grad_sum";
 const ACC_BATCHES: &str = "compress.grad_batches";
+const ALIVE: &str = "compress.units_alive";
 
 impl CompressHook {
     /// Validates `[compress]` (errors name `origin`, the config file) against the model and the
@@ -33,7 +40,8 @@ impl CompressHook {
     pub fn new(
         table: &toml::Table,
         origin: &str,
-        layout: &model::ParamLayout,
+        config: &LmConfig,
+        layout: &ParamLayout,
         seed: u64,
         batches_per_epoch: usize,
         total_steps: u64,
@@ -50,6 +58,12 @@ impl CompressHook {
         schedule
             .check_against(batches_per_epoch, total_steps)
             .map_err(err)?;
+        let units = schedule.phases.iter().any(|p| p.action == Action::Units);
+        if units && config.gate_hidden > 0 {
+            return Err(err(
+                "[compress] units phases support LSTM layers only (arch = \"lstm\")".into(),
+            ));
+        }
         let masks = MaskSet::weights(layout, schedule.with_embeddings);
         let n = layout.total();
         let grows = schedule
@@ -61,16 +75,63 @@ impl CompressHook {
             masks,
             acc: GradientAccumulator::new(if grows { n } else { 0 }),
             seed,
+            config: config.clone(),
+            layout: layout.clone(),
+            alive: (0..config.layers)
+                .map(|l| vec![true; config.hidden_of(l)])
+                .collect(),
         })
     }
 
-    fn mask_everything(&self, params: &mut [f32], opt: &mut Optimizer) {
-        self.masks.apply(params);
-        for buf in [&mut opt.m, &mut opt.v] {
-            if !buf.is_empty() {
-                self.masks.apply(buf);
+    /// Applies connection masks and silenced units to a parameter-shaped buffer.
+    fn mask(&self, buf: &mut [f32]) {
+        self.masks.apply(buf);
+        for (l, alive) in self.alive.iter().enumerate() {
+            let dead: Vec<usize> = (0..alive.len()).filter(|&j| !alive[j]).collect();
+            if !dead.is_empty() {
+                silence_units_in(&self.config, &self.layout, buf, l, &dead)
+                    .expect("validated layer and units");
             }
         }
+    }
+
+    fn mask_everything(&self, params: &mut [f32], opt: &mut Optimizer) {
+        self.mask(params);
+        for buf in [&mut opt.m, &mut opt.v] {
+            if !buf.is_empty() {
+                self.mask(buf);
+            }
+        }
+    }
+
+    /// Silences the least important live units of every layer until `keep` of them are left.
+    fn prune_units(&mut self, params: &[f32], keep: f64) -> usize {
+        let mut silenced = 0;
+        for l in 0..self.alive.len() {
+            let h = self.alive[l].len();
+            let target = ((keep * h as f64).round() as usize).max(1);
+            let live: Vec<usize> = (0..h).filter(|&j| self.alive[l][j]).collect();
+            if live.len() <= target {
+                continue;
+            }
+            let importance =
+                unit_importance_in(&self.config, &self.layout, params, l).expect("validated layer");
+            let mut order = live;
+            // Least important first; index breaks ties (deterministic).
+            order.sort_by(|&a, &b| importance[a].total_cmp(&importance[b]).then(a.cmp(&b)));
+            for &j in &order[..order.len() - target] {
+                self.alive[l][j] = false;
+                silenced += 1;
+            }
+        }
+        silenced
+    }
+
+    fn units_alive(&self) -> Vec<usize> {
+        self.alive
+            .iter()
+            .map(|a| a.iter().filter(|&&x| x).count())
+            .collect()
     }
 
     /// A random sparse seed: each selected tensor keeps `density` of its entries.
@@ -111,6 +172,13 @@ impl TrainHook for CompressHook {
                         .for_each(|(a, v)| *a = v as f32);
                     self.acc.batches = file.ints(ACC_BATCHES, Some(&[1]))?[0] as usize;
                 }
+                for (l, alive) in self.alive.iter_mut().enumerate() {
+                    let name = format!("{ALIVE}_l{l}");
+                    if file.contains(&name) {
+                        let v = file.ints(&name, Some(&[alive.len()]))?;
+                        alive.iter_mut().zip(v).for_each(|(a, x)| *a = x != 0);
+                    }
+                }
             }
             None if ckpt.trainer.step == 0 && self.schedule.initial_density < 1.0 => {
                 self.sparse_seed(self.schedule.initial_density);
@@ -131,7 +199,7 @@ impl TrainHook for CompressHook {
             // The dense gradient, dormant positions included: what growth ranks.
             self.acc.add(grads);
         }
-        self.masks.apply(grads);
+        self.mask(grads);
     }
 
     fn after_step(
@@ -142,10 +210,11 @@ impl TrainHook for CompressHook {
     ) -> Vec<serde_json::Value> {
         self.mask_everything(params, opt);
         let mut events = Vec::new();
-        for (k, phase) in self.schedule.phases.iter().enumerate() {
-            if !phase.fires_at(info.step, info.batches_per_epoch) {
-                continue;
-            }
+        let firing: Vec<usize> = (0..self.schedule.phases.len())
+            .filter(|&k| self.schedule.phases[k].fires_at(info.step, info.batches_per_epoch))
+            .collect();
+        for k in firing {
+            let phase = self.schedule.phases[k].clone();
             let target = phase.density_at(info.step, info.batches_per_epoch);
             let before = self.masks.density();
             let (what, changed) = match phase.action {
@@ -164,11 +233,15 @@ impl TrainHook for CompressHook {
                     self.acc.reset();
                     ("grow", n)
                 }
+                Action::Units => {
+                    let n = self.prune_units(params, target);
+                    ("units", n)
+                }
             };
             events.push(json!({
                 "kind": "compress", "phase": k + 1, "what": what, "step": info.step,
                 "target_density": target, "density_before": before,
-                "density": self.masks.density(), "changed": changed,
+                "density": self.masks.density(), "changed": changed, "units_alive": self.units_alive(),
             }));
         }
         if !events.is_empty() {
@@ -183,6 +256,13 @@ impl TrainHook for CompressHook {
             shape: vec![self.masks.values().len()],
             data: TensorData::F32(self.masks.values()),
         }];
+        for (l, alive) in self.alive.iter().enumerate() {
+            v.push(OutTensor {
+                name: format!("{ALIVE}_l{l}"),
+                shape: vec![alive.len()],
+                data: TensorData::I64(alive.iter().map(|&a| a as i64).collect()),
+            });
+        }
         if !self.acc.sum.is_empty() {
             v.push(OutTensor {
                 name: ACC.into(),

@@ -545,3 +545,75 @@ accumulate = 3
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn structured_unit_pruning_then_compaction_keeps_the_function() {
+    let dir = tmpdir("units");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0\nmomentum = 0.5", 1, 0);
+    let units = r#"
+[compress]
+[[compress.phase]]
+what = "units"
+curve = "linear"
+from = 1.0
+to = 0.5
+start = "2 steps"
+end = "6 steps"
+every = "2 steps"
+"#;
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + units).unwrap();
+    let run_dir = dir.join("run");
+    let out = run(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--max-steps", "10"]));
+    assert_eq!(out.status.code(), Some(0));
+    let small = dir.join("small");
+    let out = run(bin()
+        .arg("compact")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&small)
+        .arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hidden_before"], serde_json::json!([16, 16]));
+    assert_eq!(v["hidden_after"], serde_json::json!([8, 8]));
+    assert_eq!(inspect(&small)["layers"][1]["hidden"], 8);
+    // Same perplexity from the masked and the compacted model.
+    let ppl = |d: &Path| {
+        let out = run(bin()
+            .args([
+                "eval",
+                "--split",
+                "valid",
+                "--batch",
+                "50",
+                "--json",
+                "--checkpoint",
+            ])
+            .arg(d)
+            .arg("--data-dir")
+            .arg(ptb_dir()));
+        assert_eq!(out.status.code(), Some(0));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["perplexity"]
+            .as_f64()
+            .unwrap()
+    };
+    let (a, b) = (ppl(&run_dir), ppl(&small));
+    assert!((a - b).abs() < 1e-4 * a, "masked {a} vs compacted {b}");
+    // The compacted run trains on.
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&small)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .args(["--max-steps", "13"]));
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

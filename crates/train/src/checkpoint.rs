@@ -153,8 +153,23 @@ impl Checkpoint {
         .map_err(|e| ckpt_err(&trainer_path, format!("malformed trainer.json: {e}")))?;
 
         let weights = TensorFile::read(&dir.join("model.safetensors"))?;
-        let mut model = LanguageModel::<f32>::new(config.lm_config(vocab.len()))?;
-        model.load_params(&weights)?;
+        // Widths come from the weights: structured pruning may have left layers narrower than
+        // the config's `hidden`. Vocabulary, depth and cell kind must agree with the config.
+        let mut model = LanguageModel::<f32>::from_file(&weights, config.model.dropout)?;
+        model.config.gate_dropout = config.model.gate_dropout;
+        let want = config.lm_config(vocab.len());
+        if model.config.vocab != want.vocab
+            || model.config.layers != want.layers
+            || model.config.gate_hidden != want.gate_hidden
+        {
+            return Err(ckpt_err(
+                &dir,
+                format!(
+                    "model.safetensors (vocab {}, {} layers, gate width {}) does not match config.toml (vocab {}, {} layers, gate width {})",
+                    model.config.vocab, model.config.layers, model.config.gate_hidden, want.vocab, want.layers, want.gate_hidden
+                ),
+            ));
+        }
 
         let opt_file = TensorFile::read(&dir.join("optimizer.safetensors"))?;
         let n = model.num_params();
