@@ -19,20 +19,43 @@ pub fn softmax_xent<F: Real>(
     grad_scale: Option<F>,
     row_loss: &mut [f64],
 ) {
-    softmax_xent_biased(logits, v, targets, None, grad_scale, row_loss, None);
+    let grad = grad_scale.map(|scale| XentGrad {
+        scale,
+        dbias: None,
+        transposed: None,
+    });
+    softmax_xent_biased(logits, v, targets, None, grad, row_loss);
 }
 
-/// [`softmax_xent`] with the output layer's bias fused in: `bias` (V) is first added to every
-/// row (in place), and with `dbias` the column sums of the gradient are accumulated into it.
-/// Fusing saves two passes over the (N, V) matrix (28 MB at PTB's shapes) per step.
+/// What the fused pass should produce besides the loss.
+pub struct XentGrad<'a, F> {
+    /// The gradient computed is that of `scale * Σ row_loss`; it replaces the logits.
+    pub scale: F,
+    /// Column sums of the gradient (the output bias gradient) are added here: (V).
+    pub dbias: Option<&'a mut [F]>,
+    /// The gradient is also written here transposed, (V, N): the layout in which the output
+    /// weight gradient `dW = dlogits^T x` runs ~1.4x faster (measured with `symbiont peak`,
+    /// shapes `softmax_dw` vs `softmax_dw_pre_t`) — cheaper than the strided GEMM operand.
+    pub transposed: Option<&'a mut [F]>,
+}
+
+/// Raw pointer for disjoint parallel writes into one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut<F>(*mut F);
+// SAFETY: only used to write disjoint index sets from different tasks (see the caller).
+unsafe impl<F> Send for SharedMut<F> {}
+unsafe impl<F> Sync for SharedMut<F> {}
+
+/// [`softmax_xent`] with the output layer's bias fused in (`bias` (V) is first added to every
+/// row, in place) and, with `grad`, the gradient written in place, its column sums and optionally
+/// its transpose. Fusing saves passes over the (N, V) matrix (28 MB at PTB's shapes) per step.
 pub fn softmax_xent_biased<F: Real>(
     logits: &mut [F],
     v: usize,
     targets: &[u32],
     bias: Option<&[F]>,
-    grad_scale: Option<F>,
+    grad: Option<XentGrad<'_, F>>,
     row_loss: &mut [f64],
-    dbias: Option<&mut [F]>,
 ) {
     let n = targets.len();
     assert_eq!(logits.len(), n * v, "softmax_xent: logits are not N x V");
@@ -40,12 +63,25 @@ pub fn softmax_xent_biased<F: Real>(
     if let Some(b) = bias {
         assert_eq!(b.len(), v, "softmax_xent: bias is not V long");
     }
-    let want_dbias = dbias.is_some() && grad_scale.is_some();
+    let (grad_scale, dbias, transposed) = match grad {
+        Some(g) => (Some(g.scale), g.dbias, g.transposed),
+        None => (None, None, None),
+    };
+    let want_dbias = dbias.is_some();
+    let tr = transposed.map(|t| {
+        assert_eq!(
+            t.len(),
+            n * v,
+            "softmax_xent: transposed gradient is not V x N"
+        );
+        SharedMut(t.as_mut_ptr())
+    });
     let partials: Vec<Vec<F>> = logits
         .par_chunks_mut(v * ROWS_PER_TASK)
         .zip(row_loss.par_chunks_mut(ROWS_PER_TASK))
         .zip(targets.par_chunks(ROWS_PER_TASK))
-        .map(|((rows, losses), tgts)| {
+        .enumerate()
+        .map(|(task, ((rows, losses), tgts))| {
             let mut partial = if want_dbias {
                 vec![F::ZERO; v]
             } else {
@@ -64,10 +100,22 @@ pub fn softmax_xent_biased<F: Real>(
                     }
                 }
             }
+            if let Some(ptr) = tr {
+                let r0 = task * ROWS_PER_TASK;
+                let count = tgts.len();
+                for j in 0..v {
+                    for i in 0..count {
+                        // SAFETY: this task owns rows r0..r0+count, so it alone writes columns
+                        // r0..r0+count of every row j of the (V, N) buffer; j*n + r0 + i < V*N
+                        // (asserted length above).
+                        unsafe { *ptr.0.add(j * n + r0 + i) = rows[i * v + j] };
+                    }
+                }
+            }
             partial
         })
         .collect();
-    if let (Some(db), true) = (dbias, want_dbias) {
+    if let Some(db) = dbias {
         assert_eq!(db.len(), v, "softmax_xent: dbias is not V long");
         // Added in chunk order: deterministic whatever the thread timing.
         for p in &partials {
@@ -203,18 +251,25 @@ mod tests {
         }
         let (mut l3, mut l4) = (vec![0.0; n], vec![0.0; n]);
         let mut dbias = vec![1.0f32; v];
-        softmax_xent_biased(
-            &mut fused,
-            v,
-            &targets,
-            Some(&bias),
-            Some(0.5),
-            &mut l3,
-            Some(&mut dbias),
-        );
+        let mut transposed = vec![f32::NAN; n * v];
+        let grad = XentGrad {
+            scale: 0.5,
+            dbias: Some(&mut dbias),
+            transposed: Some(&mut transposed),
+        };
+        softmax_xent_biased(&mut fused, v, &targets, Some(&bias), Some(grad), &mut l3);
         softmax_xent_reference(&mut separate, v, &targets, Some(0.5), &mut l4);
         for (a, b) in l3.iter().zip(&l4) {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        for r in 0..n {
+            for j in 0..v {
+                assert_eq!(
+                    transposed[j * n + r],
+                    fused[r * v + j],
+                    "transposed gradient at ({j}, {r})"
+                );
+            }
         }
         for j in 0..v {
             let want: f64 = 1.0 + (0..n).map(|r| separate[r * v + j] as f64).sum::<f64>();

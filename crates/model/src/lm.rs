@@ -11,7 +11,7 @@ use crate::hlstm::{
 use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
 use crate::{ModelError, ParamLayout};
 use kernels::rng::CounterRng;
-use kernels::softmax::softmax_xent_biased;
+use kernels::softmax::{softmax_xent_biased, XentGrad};
 use kernels::{matmul, Real, Trans};
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +201,9 @@ pub struct LmWorkspace<F> {
     pub logits: Vec<F>,
     /// Cross-entropy per token: (T, B).
     pub row_loss: Vec<f64>,
+    /// The logits' gradient transposed, (V, T, B), written by the fused softmax pass for the
+    /// decoder's weight gradient; empty until the first training forward.
+    logits_t: Vec<F>,
     /// Decoder bias gradient of the last training forward: (V).
     dbias: Vec<F>,
     dcur: Vec<F>,
@@ -372,6 +375,7 @@ impl<F: Real> LanguageModel<F> {
             logits: vec![F::ZERO; tb * v],
             row_loss: vec![0.0; tb],
             dbias: vec![F::ZERO; v],
+            logits_t: Vec::new(),
             dcur: vec![F::ZERO; tb * w],
             dprev: vec![F::ZERO; tb * w],
             dropout_active: false,
@@ -488,17 +492,20 @@ impl<F: Real> LanguageModel<F> {
             &mut ws.logits,
         );
         let bias = Some(self.tensor(self.ids.decoder_b));
-        ws.dbias.fill(F::ZERO);
-        let dbias = grad_scale.map(|_| &mut ws.dbias[..]);
-        softmax_xent_biased(
-            &mut ws.logits,
-            v,
-            targets,
-            bias,
-            grad_scale,
-            &mut ws.row_loss,
-            dbias,
-        );
+        let grad = match grad_scale {
+            Some(scale) => {
+                ws.dbias.fill(F::ZERO);
+                // Allocated on the first training forward only (evaluation never needs it).
+                ws.logits_t.resize(tb * v, F::ZERO);
+                Some(XentGrad {
+                    scale,
+                    dbias: Some(&mut ws.dbias[..]),
+                    transposed: Some(&mut ws.logits_t[..]),
+                })
+            }
+            None => None,
+        };
+        softmax_xent_biased(&mut ws.logits, v, targets, bias, grad, &mut ws.row_loss);
         // Summed in order so the result is deterministic.
         ws.row_loss.iter().sum()
     }
@@ -520,16 +527,16 @@ impl<F: Real> LanguageModel<F> {
         );
         let layers = self.config.layers;
         {
-            // Decoder: dW += dlogits^T x, dx = dlogits W; the bias gradient was summed by the
-            // fused softmax pass.
+            // Decoder: dW += dlogits^T x (from the transposed copy the softmax pass wrote),
+            // dx = dlogits W; the bias gradient was summed by the fused softmax pass.
             let (dw, db) = split_pair(grads, &self.layout, self.ids.decoder_w, self.ids.decoder_b);
             matmul(
                 v,
                 h,
                 tb,
                 F::ONE,
-                &ws.logits,
-                Trans::T,
+                &ws.logits_t,
+                Trans::N,
                 &ws.xs[layers],
                 Trans::N,
                 F::ONE,

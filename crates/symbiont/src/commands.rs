@@ -296,6 +296,9 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             ("weight_grad", g, h, tb, Trans::T, Trans::N),
             ("softmax_fwd", tb, v, h, Trans::N, Trans::T),
             ("softmax_dw", v, h, tb, Trans::T, Trans::N),
+            // The same product from a pre-transposed (V, T·B) gradient.
+            ("softmax_dw_pre_t", v, h, tb, Trans::N, Trans::N),
+            ("softmax_dx_from_t", tb, h, v, Trans::T, Trans::N),
             ("softmax_dx", tb, h, v, Trans::N, Trans::N),
             ("recurrent_step", 20, g, h, Trans::N, Trans::T),
         ];
