@@ -79,7 +79,7 @@ impl MaskSet {
             return Err(format!("mask value {} at {i} is not 0 or 1", values[i]));
         }
         for (t, spec) in self.layout.tensors().iter().enumerate() {
-            if !self.selected[t] && values[spec.range()].iter().any(|&v| v == 0.0) {
+            if !self.selected[t] && values[spec.range()].contains(&0.0) {
                 return Err(format!(
                     "tensor `{}` is not masked but has zeros in its mask",
                     spec.name
