@@ -61,6 +61,17 @@ checkpoint_every = {ckpt_every}
     p
 }
 
+/// `symbiont train --config CFG --data-dir PTB`, to add the rest to.
+fn train_cmd(cfg: &Path) -> Command {
+    let mut c = bin();
+    c.arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(ptb_dir());
+    c
+}
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("binary runs");
     if !out.status.success() {
@@ -92,12 +103,7 @@ fn train_then_eval_gives_a_perplexity() {
     let dir = tmpdir("train-eval");
     let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
     let out_dir = dir.join("run");
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
+    let out = run(train_cmd(&cfg)
         .arg("--out")
         .arg(&out_dir)
         .args(["--max-steps", "30", "--json"]));
@@ -140,15 +146,8 @@ fn resume_reproduces_an_uninterrupted_run_exactly() {
     let cfg = tiny_config(&dir, "clip_norm = 0.5\nmomentum = 0.5", 2, 0);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let common = |out: &Path, steps: &str| {
-        let mut c = bin();
-        c.arg("train")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(ptb_dir())
-            .arg("--out")
-            .arg(out)
-            .args(["--max-steps", steps]);
+        let mut c = train_cmd(&cfg);
+        c.arg("--out").arg(out).args(["--max-steps", steps]);
         c
     };
     assert_eq!(run(&mut common(&a, "40")).status.code(), Some(0));
@@ -174,12 +173,7 @@ fn bad_inputs_fail_with_exit_2_and_a_named_cause() {
     let dir = tmpdir("errors");
     // Unknown key in the config.
     let cfg = tiny_config(&dir, "clip_norm = 5.0\nclipnorm = 1.0", 1, 0);
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir()));
+    let out = run(&mut train_cmd(&cfg));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -265,14 +259,7 @@ fn diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     )
     .unwrap();
     let out_dir = dir.join("run");
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
-        .arg("--out")
-        .arg(&out_dir));
+    let out = run(train_cmd(&cfg).arg("--out").arg(&out_dir));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -313,12 +300,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     let dir = tmpdir("sigint");
     let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
     let out_dir = dir.join("run");
-    let child = bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
+    let child = train_cmd(&cfg)
         .arg("--out")
         .arg(&out_dir)
         .stderr(std::process::Stdio::piped())
@@ -391,12 +373,7 @@ fn gradual_pruning_reaches_its_density_and_pruned_weights_stay_zero() {
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + PRUNE).unwrap();
     let out_dir = dir.join("run");
     // 10 more steps after the schedule ends.
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
+    let out = run(train_cmd(&cfg)
         .arg("--out")
         .arg(&out_dir)
         .args(["--max-steps", "20"]));
@@ -433,15 +410,8 @@ fn resume_with_masks_reproduces_an_uninterrupted_run() {
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + PRUNE).unwrap();
     let (a, b) = (dir.join("a"), dir.join("b"));
     let train = |out: &Path, steps: &str| {
-        let mut c = bin();
-        c.arg("train")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(ptb_dir())
-            .arg("--out")
-            .arg(out)
-            .args(["--max-steps", steps]);
+        let mut c = train_cmd(&cfg);
+        c.arg("--out").arg(out).args(["--max-steps", steps]);
         c
     };
     assert_eq!(run(&mut train(&a, "14")).status.code(), Some(0));
@@ -476,14 +446,7 @@ fn an_impossible_schedule_is_refused_before_training() {
         std::fs::read_to_string(&cfg).unwrap() + &PRUNE.replace("to = 0.3", "to = 1.3"),
     )
     .unwrap();
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
-        .arg("--out")
-        .arg(dir.join("run")));
+    let out = run(train_cmd(&cfg).arg("--out").arg(dir.join("run")));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -514,12 +477,7 @@ accumulate = 3
 "#;
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + grow).unwrap();
     let out_dir = dir.join("run");
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
+    let out = run(train_cmd(&cfg)
         .arg("--out")
         .arg(&out_dir)
         .args(["--max-steps", "12"]));
@@ -563,12 +521,7 @@ every = "2 steps"
 "#;
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + units).unwrap();
     let run_dir = dir.join("run");
-    let out = run(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir())
+    let out = run(train_cmd(&cfg)
         .arg("--out")
         .arg(&run_dir)
         .args(["--max-steps", "10"]));
