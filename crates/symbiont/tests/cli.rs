@@ -570,3 +570,56 @@ every = "2 steps"
     assert_eq!(out.status.code(), Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn adam_and_adamw_train_and_resume_exactly() {
+    for kind in ["adam", "adamw"] {
+        let dir = tmpdir(kind);
+        let cfg = tiny_config(&dir, "clip_norm = 5.0\nweight_decay = 0.01", 1, 0);
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("kind = \"sgd\"", &format!("kind = \"{kind}\""))
+            .replace("lr = 1.0", "lr = 0.003");
+        std::fs::write(&cfg, text).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        assert_eq!(
+            run(train_cmd(&cfg)
+                .arg("--out")
+                .arg(&a)
+                .args(["--max-steps", "12"]))
+            .status
+            .code(),
+            Some(0)
+        );
+        assert_eq!(
+            run(train_cmd(&cfg)
+                .arg("--out")
+                .arg(&b)
+                .args(["--max-steps", "5"]))
+            .status
+            .code(),
+            Some(0)
+        );
+        let out = run(bin()
+            .args(["train", "--resume"])
+            .arg(&b)
+            .arg("--data-dir")
+            .arg(ptb_dir())
+            .args(["--max-steps", "12"]));
+        assert_eq!(out.status.code(), Some(0));
+        for f in ["model.safetensors", "optimizer.safetensors"] {
+            assert!(
+                read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
+                "{kind}: {f} differs after resume"
+            );
+        }
+        // Adam's two moment buffers are in the checkpoint.
+        let opt = std::fs::read(a.join("checkpoint/optimizer.safetensors")).unwrap();
+        let header = String::from_utf8_lossy(&opt[8..512.min(opt.len())]).to_string();
+        assert!(
+            header.contains("optim.m") && header.contains("optim.v"),
+            "{header}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
