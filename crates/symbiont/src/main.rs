@@ -41,6 +41,9 @@ enum Command {
     /// Remove the hidden units a structured (`units`) schedule silenced: writes a smaller dense
     /// checkpoint computing the same function.
     Compact(CompactArgs),
+    /// Logits of a word-language-model safetensors file (PyTorch `state_dict` names) for a token
+    /// sequence, from a zero state, batch 1.
+    Infer(InferArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
     /// (the limits benchmarks report against).
     Peak(PeakArgs),
@@ -129,6 +132,22 @@ pub struct CompactArgs {
 }
 
 #[derive(clap::Args)]
+pub struct InferArgs {
+    /// Model weights: `encoder.weight`, `rnn.weight_ih_l0`, …, `decoder.weight`, `decoder.bias`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Token ids separated by spaces or commas, e.g. "3 17 5".
+    #[arg(long)]
+    pub tokens: String,
+    /// Print the logits of every step (a list per step) instead of only the last.
+    #[arg(long)]
+    pub all_steps: bool,
+    /// Print JSON: {"logits": [...]} (required for now: the output is for machines).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct PeakArgs {
     /// Hidden sizes whose training GEMM shapes are timed.
     #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
@@ -147,6 +166,7 @@ fn main() -> ExitCode {
         Command::Peak(a) => commands::peak(a, cli.threads),
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
+        Command::Infer(a) => commands::infer(a, cli.threads),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -623,3 +623,55 @@ fn adam_and_adamw_train_and_resume_exactly() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn infer_gives_pytorchs_logits_on_pytorchs_weights() {
+    // The fixture holds a PyTorch word LM, a (T, B) batch and PyTorch's logits (T, B, V).
+    let fixture = repo_root().join("fixtures/lstm_lm_tiny.safetensors");
+    let f = model::checkpoint::TensorFile::read(&fixture).unwrap();
+    let shape = f.shape("input").unwrap().to_vec();
+    let (t, b) = (shape[0], shape[1]);
+    let input = f.ints("input", None).unwrap();
+    let want = f.floats("logits", None).unwrap();
+    let v = want.len() / (t * b);
+    // Stream 1 of the batch, as a batch of one.
+    let tokens: Vec<String> = (0..t).map(|i| input[i * b + 1].to_string()).collect();
+    let out = run(bin()
+        .arg("infer")
+        .arg("--model")
+        .arg(&fixture)
+        .arg("--tokens")
+        .arg(tokens.join(" "))
+        .args(["--all-steps", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = got["logits"].as_array().unwrap();
+    assert_eq!(rows.len(), t);
+    for (i, row) in rows.iter().enumerate() {
+        for (j, x) in row.as_array().unwrap().iter().enumerate() {
+            let w = want[(i * b + 1) * v + j];
+            assert!(
+                (x.as_f64().unwrap() - w).abs() < 2e-6,
+                "step {i} logit {j}: {x} vs {w}"
+            );
+        }
+    }
+    // Last step only.
+    let out = run(bin()
+        .arg("infer")
+        .arg("--model")
+        .arg(&fixture)
+        .arg("--tokens")
+        .arg(tokens.join(","))
+        .arg("--json"));
+    let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(last["logits"], rows[t - 1]);
+    // Out-of-vocabulary id.
+    let out = run(bin()
+        .arg("infer")
+        .arg("--model")
+        .arg(&fixture)
+        .args(["--tokens", "1 99", "--json"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("id 99 is outside the vocabulary of 11"));
+}
