@@ -6,6 +6,7 @@
 //! non-linearities, cell and hidden updates are one fused pass; and in backward the weight
 //! gradients of all steps are again single GEMMs.
 
+use kernels::gemm::{matmul_nn_split16, transpose};
 use kernels::reduce::add_column_sums;
 use kernels::{matmul, Real, Trans};
 
@@ -58,6 +59,10 @@ pub struct LstmTape<F> {
     pub tc: Vec<F>,
     /// Pre-activation gate gradients: (T, B, G).
     pub dgates: Vec<F>,
+    /// W_hh transposed, (H, G), refreshed by every forward: the per-step product then reads its
+    /// weight operand in place (3x faster at H = 200 than the transposed view of W_hh;
+    /// `symbiont peak`: `recurrent_step` vs `recurrent_step_wt`).
+    pub w_hh_t: Vec<F>,
     /// Gradient flowing into h_{t-1} and c_{t-1}: (B, H) each.
     pub dh_next: Vec<F>,
     pub dc_next: Vec<F>,
@@ -72,6 +77,7 @@ impl<F: Real> LstmTape<F> {
             cs: vec![F::ZERO; (s.t + 1) * bh],
             tc: vec![F::ZERO; tb * s.h],
             dgates: vec![F::ZERO; tb * g],
+            w_hh_t: vec![F::ZERO; g * s.h],
             dh_next: vec![F::ZERO; bh],
             dc_next: vec![F::ZERO; bh],
         }
@@ -121,6 +127,7 @@ pub fn lstm_forward<F: Real>(
         F::ONE,
         &mut tape.gates,
     );
+    transpose(w.w_hh, g, h, &mut tape.w_hh_t);
     for t in 0..s.t {
         let gates_t = &mut tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let (hs_prev, hs_next) = tape.hs[t * bh..(t + 2) * bh].split_at_mut(bh);
@@ -131,8 +138,8 @@ pub fn lstm_forward<F: Real>(
             F::ONE,
             hs_prev,
             Trans::N,
-            w.w_hh,
-            Trans::T,
+            &tape.w_hh_t,
+            Trans::N,
             F::ONE,
             gates_t,
         );
@@ -227,15 +234,13 @@ pub fn lstm_backward<F: Real>(
         }
         if t > 0 {
             // dh_{t-1} = dgates_t W_hh
-            matmul(
+            matmul_nn_split16(
                 s.b,
                 h,
                 g,
                 F::ONE,
                 dgates_t,
-                Trans::N,
                 w.w_hh,
-                Trans::N,
                 F::ZERO,
                 &mut tape.dh_next,
             );

@@ -154,7 +154,8 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     };
     let mut summary = json!({
         "status": status, "step": tr.step, "epoch": tr.epoch, "checkpoint": ckpt_dir,
-        "train_seconds": tr.train_seconds, "tokens_per_s": tokens_per_s, "valid_ppl_per_epoch": tr.valid_ppl,
+        "train_seconds": tr.train_seconds, "tokens_per_s": tokens_per_s,
+        "session_tokens_per_s": tr.session_tokens_per_s, "valid_ppl_per_epoch": tr.valid_ppl,
     });
     if let Outcome::Finished { valid, test } = &outcome {
         summary["valid_ppl"] = json!(valid.perplexity);
@@ -301,6 +302,9 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             ("softmax_dx_from_t", tb, h, v, Trans::T, Trans::N),
             ("softmax_dx", tb, h, v, Trans::N, Trans::N),
             ("recurrent_step", 20, g, h, Trans::N, Trans::T),
+            // The same product from a transposed (H, G) copy of W_hh, and the step's dh product.
+            ("recurrent_step_wt", 20, g, h, Trans::N, Trans::N),
+            ("recurrent_dh", 20, h, g, Trans::N, Trans::N),
         ];
         for (name, m, n, k, ta, tbb) in shapes {
             let a = vec![0.5f32; m * k];
@@ -310,6 +314,56 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             let reps = ((2e9 / flops) as usize).clamp(5, 2000);
             let secs = time_median(reps, || matmul(m, n, k, 1.0, &a, ta, &b, tbb, 0.0, &mut c));
             rows.push(json!({"shape": name, "hidden": h, "m": m, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
+        }
+    }
+    // Recurrent products split at a multiple of 16 output columns: the gemm crate then reads
+    // the weight operand in place instead of repacking it on every time step.
+    for &h in &args.hidden {
+        let g = 4 * h;
+        for (name, n, k) in [
+            ("recurrent_step_wt_split", g, h),
+            ("recurrent_dh_split", h, g),
+        ] {
+            let a = vec![0.5f32; 20 * k];
+            let b = vec![0.25f32; k * n];
+            let mut c = vec![0.0f32; 20 * n];
+            let main = n - n % 16;
+            let flops = 2.0 * (20 * n * k) as f64;
+            let secs = time_median(((2e9 / flops) as usize).clamp(5, 2000), || {
+                kernels::gemm::matmul_ld(
+                    20,
+                    main,
+                    k,
+                    1.0,
+                    &a,
+                    k,
+                    Trans::N,
+                    &b,
+                    n,
+                    Trans::N,
+                    0.0,
+                    &mut c,
+                    n,
+                );
+                if main < n {
+                    kernels::gemm::matmul_ld(
+                        20,
+                        n - main,
+                        k,
+                        1.0,
+                        &a,
+                        k,
+                        Trans::N,
+                        &b[main..],
+                        n,
+                        Trans::N,
+                        0.0,
+                        &mut c[main..],
+                        n,
+                    );
+                }
+            });
+            rows.push(json!({"shape": name, "hidden": h, "m": 20, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
         }
     }
     let best = rows

@@ -31,6 +31,10 @@ pub struct TrainerState {
     pub valid_ppl: Vec<f64>,
     /// Wall-clock seconds spent training so far (all sessions).
     pub train_seconds: f64,
+    /// Training throughput of the latest session, timed over its steps after the first
+    /// `WARMUP_STEPS` (allocation and first-touch costs excluded, validation excluded).
+    #[serde(default)]
+    pub session_tokens_per_s: Option<f64>,
     pub symbiont_version: String,
 }
 

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// Steps at the start of a session left out of its throughput figure.
+pub const WARMUP_STEPS: u64 = 3;
+
 /// Where training is when a hook is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepInfo {
@@ -125,6 +128,7 @@ pub fn fresh_checkpoint(config: &TrainConfig, corpus: &Corpus) -> Result<Checkpo
             tokens: 0,
             valid_ppl: Vec::new(),
             train_seconds: 0.0,
+            session_tokens_per_s: None,
             symbiont_version: env!("CARGO_PKG_VERSION").into(),
         },
     })
@@ -176,6 +180,8 @@ pub fn train(
         "threads": rayon::current_num_threads(), "config": cfg,
     }))?;
 
+    // Steady-state throughput of this session: steps after the first WARMUP_STEPS.
+    let (mut session_steps, mut steady_secs, mut steady_tokens) = (0u64, 0.0f64, 0u64);
     while ckpt.trainer.epoch < cfg.schedule.epochs {
         let epoch = ckpt.trainer.epoch;
         let lr = cfg.schedule.lr(cfg.optim.lr, epoch);
@@ -188,6 +194,7 @@ pub fn train(
         let session_start = Instant::now();
         let seconds_before = ckpt.trainer.train_seconds;
         while ckpt.trainer.batch < batches {
+            let step_start = Instant::now();
             let bi = ckpt.trainer.batch;
             let (x, y) = data.get(bi * t, t);
             grads.fill(0.0);
@@ -226,6 +233,12 @@ pub fn train(
             ckpt.trainer.batch += 1;
             ckpt.trainer.tokens += (t * b) as u64;
             ckpt.trainer.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
+            session_steps += 1;
+            if session_steps > WARMUP_STEPS {
+                steady_secs += step_start.elapsed().as_secs_f64();
+                steady_tokens += (t * b) as u64;
+                ckpt.trainer.session_tokens_per_s = Some(steady_tokens as f64 / steady_secs);
+            }
             win_loss += sum;
             win_tokens += t * b;
             epoch_loss += sum;
