@@ -100,28 +100,67 @@ pub fn matmul_ld<F: Real>(
         Trans::T => (1, ldb as isize),
     };
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
-        gemm::Parallelism::Rayon(threads)
+    let parallel = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
+    // SAFETY: the `fits` asserts above guarantee every (row, col) reached through these strides
+    // lies inside the three slices; `c` is borrowed mutably so it cannot alias `a` or `b`.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            ldc,
+            a.as_ptr(),
+            (a_rs, a_cs),
+            b.as_ptr(),
+            (b_rs, b_cs),
+            alpha,
+            beta,
+            parallel,
+        );
+    }
+}
+
+/// The one call into the gemm crate. Strides are (row, column) of the operands as used.
+///
+/// # Safety
+/// Every element reached through the pointers and strides must be valid; `c`'s elements must not
+/// be written by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<F: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut F,
+    ldc: usize,
+    a: *const F,
+    (a_rs, a_cs): (isize, isize),
+    b: *const F,
+    (b_rs, b_cs): (isize, isize),
+    alpha: F,
+    beta: F,
+    parallel: bool,
+) {
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    let read_dst = beta != F::ZERO;
-    // SAFETY: the `fits` asserts above guarantee every (row, col) reached through these strides
-    // lies inside the three slices; `c` is borrowed mutably so it cannot alias `a` or `b`.
     // The gemm crate computes dst = alpha_dst * dst + beta_prod * lhs * rhs, hence the swap.
+    // SAFETY: forwarded from this function's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             ldc as isize,
-            read_dst,
-            a.as_ptr(),
+            beta != F::ZERO,
+            a,
             a_cs,
             a_rs,
-            b.as_ptr(),
+            b,
             b_cs,
             b_rs,
             beta,
@@ -134,12 +173,20 @@ pub fn matmul_ld<F: Real>(
     }
 }
 
-/// `c (m x n) = alpha * a (m x k) * b (k x n) + beta * c`, all row-major as stored, computed as two
-/// products split at the largest multiple of 16 columns of `c`. With that many columns the gemm
-/// crate reads `b` in place instead of repacking it on every call: 1.6–2x faster for the LSTM's
-/// per-step `dh = dgates · W_hh` (B = 20; `symbiont peak`: `recurrent_dh` vs `recurrent_dh_split`).
+/// Pointer to the destination shared by the two halves of [`matmul_small_m`].
+#[derive(Clone, Copy)]
+struct DstPtr<F>(*mut F);
+// SAFETY: the two tasks write disjoint column blocks (see matmul_small_m).
+unsafe impl<F> Send for DstPtr<F> {}
+unsafe impl<F> Sync for DstPtr<F> {}
+
+/// `c (m x n) = alpha * a (m x k) * b (k x n) + beta * c`, all row-major as stored, for few rows
+/// (the LSTM's per-step recurrent products, m = batch). Each block of output columns is split at
+/// a multiple of 16 (the gemm crate then reads `b` in place instead of repacking it every time
+/// step) and, on two or more threads, the columns are halved between two sequential GEMMs so each
+/// core streams half of `b` (the crate's own threading streams all of it on both cores here).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nn_split16<F: Real>(
+pub fn matmul_small_m<F: Real>(
     m: usize,
     n: usize,
     k: usize,
@@ -149,41 +196,47 @@ pub fn matmul_nn_split16<F: Real>(
     beta: F,
     c: &mut [F],
 ) {
-    let main = n - n % 16;
-    if main == 0 || main == n {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "matmul_small_m: operand too short"
+    );
+    if m == 0 || n == 0 || k == 0 {
         matmul(m, n, k, alpha, a, Trans::N, b, Trans::N, beta, c);
         return;
     }
-    matmul_ld(
-        m,
-        main,
-        k,
-        alpha,
-        a,
-        k,
-        Trans::N,
-        b,
-        n,
-        Trans::N,
-        beta,
-        c,
-        n,
-    );
-    matmul_ld(
-        m,
-        n - main,
-        k,
-        alpha,
-        a,
-        k,
-        Trans::N,
-        &b[main..],
-        n,
-        Trans::N,
-        beta,
-        &mut c[main..],
-        n,
-    );
+    // Column block [c0, c1) of the product, sequential, split at a multiple of 16.
+    let block = |c0: usize, c1: usize, dst: DstPtr<F>| {
+        let main = c0 + (c1 - c0) / 16 * 16;
+        for (x0, x1) in [(c0, main), (main, c1)] {
+            if x1 > x0 {
+                // SAFETY: rows < m, columns in [x0, x1) ⊂ [0, n): inside a (m x k), b (k x n) and
+                // c (m x n), checked above; the caller gives each block to one task only.
+                unsafe {
+                    gemm_raw(
+                        m,
+                        x1 - x0,
+                        k,
+                        dst.0.add(x0),
+                        n,
+                        a.as_ptr(),
+                        (k as isize, 1),
+                        b.as_ptr().add(x0),
+                        (n as isize, 1),
+                        alpha,
+                        beta,
+                        false,
+                    );
+                }
+            }
+        }
+    };
+    let dst = DstPtr(c.as_mut_ptr());
+    if rayon::current_num_threads() > 1 && m * n * k >= PARALLEL_MIN_MACS && n >= 64 {
+        let half = (n / 2) / 16 * 16;
+        rayon::join(|| block(0, half, dst), || block(half, n, dst));
+    } else {
+        block(0, n, dst);
+    }
 }
 
 /// `dst (cols x rows) = src (rows x cols)^T`, blocked for cache reuse.
@@ -291,7 +344,7 @@ mod tests {
             let c0 = random(m * n, seed + 2);
             let mut fast = c0.clone();
             let mut slow = c0.clone();
-            matmul_nn_split16(m, n, k, 1.0, &a, &b, 1.0, &mut fast);
+            matmul_small_m(m, n, k, 1.0, &a, &b, 1.0, &mut fast);
             matmul_reference(m, n, k, 1.0, &a, Trans::N, &b, Trans::N, 1.0, &mut slow);
             for (x, y) in fast.iter().zip(&slow) {
                 prop_assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
@@ -303,6 +356,26 @@ mod tests {
                     prop_assert_eq!(t[j * m + i], c0[i * n + j]);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn small_m_product_splits_across_threads_and_matches_reference() {
+        // Large enough for the two-thread column split (m*n*k >= 2^20, n >= 64), with a tail.
+        let (m, n, k) = (20, 2600, 650);
+        let a = random(m * k, 3);
+        let b = random(k * n, 4);
+        let c0 = random(m * n, 5);
+        let mut fast = c0.clone();
+        let mut slow = c0.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| matmul_small_m(m, n, k, 0.5, &a, &b, 1.0, &mut fast));
+        matmul_reference(m, n, k, 0.5, &a, Trans::N, &b, Trans::N, 1.0, &mut slow);
+        for (x, y) in fast.iter().zip(&slow) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
         }
     }
 

@@ -6,7 +6,7 @@
 //! non-linearities, cell and hidden updates are one fused pass; and in backward the weight
 //! gradients of all steps are again single GEMMs.
 
-use kernels::gemm::{matmul_nn_split16, transpose};
+use kernels::gemm::{matmul_small_m, transpose};
 use kernels::reduce::add_column_sums;
 use kernels::{matmul, Real, Trans};
 
@@ -131,18 +131,7 @@ pub fn lstm_forward<F: Real>(
     for t in 0..s.t {
         let gates_t = &mut tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let (hs_prev, hs_next) = tape.hs[t * bh..(t + 2) * bh].split_at_mut(bh);
-        matmul(
-            s.b,
-            g,
-            h,
-            F::ONE,
-            hs_prev,
-            Trans::N,
-            &tape.w_hh_t,
-            Trans::N,
-            F::ONE,
-            gates_t,
-        );
+        matmul_small_m(s.b, g, h, F::ONE, hs_prev, &tape.w_hh_t, F::ONE, gates_t);
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         let tc_t = &mut tape.tc[t * bh..(t + 1) * bh];
         for b in 0..s.b {
@@ -234,7 +223,7 @@ pub fn lstm_backward<F: Real>(
         }
         if t > 0 {
             // dh_{t-1} = dgates_t W_hh
-            matmul_nn_split16(
+            matmul_small_m(
                 s.b,
                 h,
                 g,

@@ -316,8 +316,8 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             rows.push(json!({"shape": name, "hidden": h, "m": m, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
         }
     }
-    // Recurrent products split at a multiple of 16 output columns: the gemm crate then reads
-    // the weight operand in place instead of repacking it on every time step.
+    // Recurrent products as the LSTM runs them (`matmul_small_m`: output columns halved between
+    // the threads, each block split at a multiple of 16 so the weight is read in place).
     for &h in &args.hidden {
         let g = 4 * h;
         for (name, n, k) in [
