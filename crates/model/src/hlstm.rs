@@ -13,6 +13,7 @@
 //! the gates are kept gate-major, (4, T, B, ·), so each of the four GEMMs reads and writes a
 //! contiguous (B, ·) block and the weight gradients of W2 cover all T·B rows; nothing is copied.
 
+use crate::cell::{gates_backward, gates_forward};
 use crate::ModelError;
 use kernels::reduce::add_column_sums;
 use kernels::{matmul, Real, Trans};
@@ -329,41 +330,6 @@ fn relu_dropout_forward<F: Real>(pre: &mut [F], mask: Option<&[F]>, act: &mut [F
     }
 }
 
-/// Fused gate epilogue over one step's (B, H) block: activations in place in the four gate
-/// planes, then c, tanh(c) and h. The math of lstm.rs's `cell_forward`, on planes instead of
-/// [i f g o] rows, which is what lets the second-layer GEMMs write in place.
-// Not inlined: as a separate function its slices keep their no-alias guarantee, which LLVM
-// needs to vectorize the loop.
-#[inline(never)]
-fn gates_forward<F: Real>(
-    gates: [&mut [F]; 4],
-    c_prev: &[F],
-    c: &mut [F],
-    tc: &mut [F],
-    h_out: &mut [F],
-) {
-    let n = c.len();
-    let [gi, gf, gg, go] = gates;
-    // Equal lengths stated up front remove the bounds checks that keep the loop scalar.
-    let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
-    let (c_prev, tc, h_out) = (&c_prev[..n], &mut tc[..n], &mut h_out[..n]);
-    for j in 0..n {
-        let i = gi[j].sigmoid();
-        let f = gf[j].sigmoid();
-        let gv = gg[j].tanh();
-        let o = go[j].sigmoid();
-        let cv = f * c_prev[j] + i * gv;
-        let t = cv.tanh();
-        gi[j] = i;
-        gf[j] = f;
-        gg[j] = gv;
-        go[j] = o;
-        c[j] = cv;
-        tc[j] = t;
-        h_out[j] = o * t;
-    }
-}
-
 /// Back-propagates `dh_out`: (T, B, H) (the gradient of the loss w.r.t. the layer output) through
 /// the sequence saved in `tape` (the dropout mask is folded into it by forward). The carried-in
 /// state is treated as a constant (truncated BPTT). Accumulates the weight gradients; writes
@@ -511,38 +477,6 @@ pub fn hlstm_backward<F: Real>(
             F::ZERO,
             dx,
         );
-    }
-}
-
-/// Fused backward of the gate epilogue over one step's (B, H) block, writing the pre-activation
-/// gate gradients into the four planes of `dgates`. `dc` holds dc_t from the step after on entry
-/// and dc_{t-1} on exit. The math of lstm.rs's `cell_backward`.
-#[inline(never)]
-fn gates_backward<F: Real>(
-    gates: [&[F]; 4],
-    c_prev: &[F],
-    tc: &[F],
-    dh_out: &[F],
-    dh_rec: &[F],
-    dc: &mut [F],
-    dgates: [&mut [F]; 4],
-) {
-    let n = c_prev.len();
-    let [gi, gf, gg, go] = gates;
-    let [di, df, dg, d_o] = dgates;
-    // Equal lengths stated up front remove the bounds checks that keep the loop scalar.
-    let (gi, gf, gg, go) = (&gi[..n], &gf[..n], &gg[..n], &go[..n]);
-    let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
-    let (tc, dh_out, dh_rec, dc) = (&tc[..n], &dh_out[..n], &dh_rec[..n], &mut dc[..n]);
-    for j in 0..n {
-        let (i, f, gv, o, t) = (gi[j], gf[j], gg[j], go[j], tc[j]);
-        let dh = dh_out[j] + dh_rec[j];
-        let dcv = dc[j] + dh * o * (F::ONE - t * t);
-        d_o[j] = dh * t * o * (F::ONE - o);
-        di[j] = dcv * gv * i * (F::ONE - i);
-        df[j] = dcv * c_prev[j] * f * (F::ONE - f);
-        dg[j] = dcv * i * (F::ONE - gv * gv);
-        dc[j] = dcv * f;
     }
 }
 

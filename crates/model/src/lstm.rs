@@ -6,6 +6,7 @@
 //! non-linearities, cell and hidden updates are one fused pass; and in backward the weight
 //! gradients of all steps are again single GEMMs.
 
+use crate::cell::{gates_backward, gates_forward, split4, split4_mut};
 use kernels::gemm::{matmul_small_m, transpose};
 use kernels::reduce::add_column_sums;
 use kernels::{matmul, Real, Trans};
@@ -137,48 +138,14 @@ pub fn lstm_forward<F: Real>(
         for b in 0..s.b {
             let row = &mut gates_t[b * g..(b + 1) * g];
             let r = b * h..(b + 1) * h;
-            cell_forward(
-                row,
+            gates_forward(
+                split4_mut(row),
                 &cs_prev[r.clone()],
                 &mut cs_next[r.clone()],
                 &mut tc_t[r.clone()],
                 &mut hs_next[r],
             );
         }
-    }
-}
-
-/// Fused gate epilogue for one batch row: activations in place, then c, tanh(c) and h.
-// Not inlined: as a separate function its slices keep their no-alias guarantee, which LLVM
-// needs to vectorize the loop (inlined, it fell back to scalar code).
-#[inline(never)]
-fn cell_forward<F: Real>(
-    gates: &mut [F],
-    c_prev: &[F],
-    c: &mut [F],
-    tc: &mut [F],
-    h_out: &mut [F],
-) {
-    let h = c.len();
-    let (gi, rest) = gates.split_at_mut(h);
-    let (gf, rest) = rest.split_at_mut(h);
-    let (gg, go) = rest.split_at_mut(h);
-    // Equal lengths stated up front remove the bounds checks that keep the loop scalar.
-    let (go, c_prev, tc, h_out) = (&mut go[..h], &c_prev[..h], &mut tc[..h], &mut h_out[..h]);
-    for j in 0..h {
-        let i = gi[j].sigmoid();
-        let f = gf[j].sigmoid();
-        let gv = gg[j].tanh();
-        let o = go[j].sigmoid();
-        let cv = f * c_prev[j] + i * gv;
-        let t = cv.tanh();
-        gi[j] = i;
-        gf[j] = f;
-        gg[j] = gv;
-        go[j] = o;
-        c[j] = cv;
-        tc[j] = t;
-        h_out[j] = o * t;
     }
 }
 
@@ -211,14 +178,14 @@ pub fn lstm_backward<F: Real>(
         let dh_t = &dh_out[t * bh..(t + 1) * bh];
         for b in 0..s.b {
             let r = b * h..(b + 1) * h;
-            cell_backward(
-                &gates_t[b * g..(b + 1) * g],
+            gates_backward(
+                split4(&gates_t[b * g..(b + 1) * g]),
                 &c_prev[r.clone()],
                 &tc_t[r.clone()],
                 &dh_t[r.clone()],
                 &tape.dh_next[r.clone()],
                 &mut tape.dc_next[r],
-                &mut dgates_t[b * g..(b + 1) * g],
+                split4_mut(&mut dgates_t[b * g..(b + 1) * g]),
             );
         }
         if t > 0 {
@@ -275,45 +242,5 @@ pub fn lstm_backward<F: Real>(
             F::ZERO,
             dx,
         );
-    }
-}
-
-/// Fused backward of the gate epilogue for one batch row. `dc` holds dc_{t} from the step after
-/// on entry and dc_{t-1} on exit.
-#[inline(never)]
-fn cell_backward<F: Real>(
-    gates: &[F],
-    c_prev: &[F],
-    tc: &[F],
-    dh_out: &[F],
-    dh_rec: &[F],
-    dc: &mut [F],
-    dgates: &mut [F],
-) {
-    let h = c_prev.len();
-    let (gi, rest) = gates.split_at(h);
-    let (gf, rest) = rest.split_at(h);
-    let (gg, go) = rest.split_at(h);
-    let (di, rest) = dgates.split_at_mut(h);
-    let (df, rest) = rest.split_at_mut(h);
-    let (dg, d_o) = rest.split_at_mut(h);
-    // Equal lengths stated up front remove the bounds checks that keep the loop scalar.
-    let (go, d_o, tc, dh_out, dh_rec, dc) = (
-        &go[..h],
-        &mut d_o[..h],
-        &tc[..h],
-        &dh_out[..h],
-        &dh_rec[..h],
-        &mut dc[..h],
-    );
-    for j in 0..h {
-        let (i, f, gv, o, t) = (gi[j], gf[j], gg[j], go[j], tc[j]);
-        let dh = dh_out[j] + dh_rec[j];
-        let dcv = dc[j] + dh * o * (F::ONE - t * t);
-        d_o[j] = dh * t * o * (F::ONE - o);
-        di[j] = dcv * gv * i * (F::ONE - i);
-        df[j] = dcv * c_prev[j] * f * (F::ONE - f);
-        dg[j] = dcv * i * (F::ONE - gv * gv);
-        dc[j] = dcv * f;
     }
 }
