@@ -134,6 +134,41 @@ fn train_then_eval_gives_a_perplexity() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Trains `cfg` for `total` steps into `dir/a`, and for `stop` steps into `dir/b` then resumes
+/// `dir/b` to `total`; asserts the checkpoint files `files` are byte-identical. Returns `dir/a`.
+fn assert_resume_is_exact(
+    cfg: &Path,
+    dir: &Path,
+    stop: &str,
+    total: &str,
+    files: &[&str],
+) -> PathBuf {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (out, steps) in [(&a, total), (&b, stop)] {
+        let status = run(train_cmd(cfg)
+            .arg("--out")
+            .arg(out)
+            .args(["--max-steps", steps]))
+        .status;
+        assert_eq!(status.code(), Some(0));
+    }
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&b)
+        .arg("--data-dir")
+        .arg(ptb_dir())
+        .args(["--max-steps", total]));
+    assert_eq!(out.status.code(), Some(0));
+    for f in files {
+        assert!(
+            read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
+            "{}: {f} differs after resume",
+            cfg.display()
+        );
+    }
+    a
+}
+
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -144,27 +179,13 @@ fn resume_reproduces_an_uninterrupted_run_exactly() {
     // Stops mid-epoch, so the resumed run must restore the carried LSTM state, the momentum
     // buffer, the data position and the dropout stream; clipping is active.
     let cfg = tiny_config(&dir, "clip_norm = 0.5\nmomentum = 0.5", 2, 0);
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let common = |out: &Path, steps: &str| {
-        let mut c = train_cmd(&cfg);
-        c.arg("--out").arg(out).args(["--max-steps", steps]);
-        c
-    };
-    assert_eq!(run(&mut common(&a, "40")).status.code(), Some(0));
-    assert_eq!(run(&mut common(&b, "17")).status.code(), Some(0));
-    let out = run(bin()
-        .args(["train", "--resume"])
-        .arg(&b)
-        .arg("--data-dir")
-        .arg(ptb_dir())
-        .args(["--max-steps", "40"]));
-    assert_eq!(out.status.code(), Some(0));
-    for f in ["model.safetensors", "optimizer.safetensors"] {
-        assert!(
-            read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
-            "{f} differs after resume"
-        );
-    }
+    assert_resume_is_exact(
+        &cfg,
+        &dir,
+        "17",
+        "40",
+        &["model.safetensors", "optimizer.safetensors"],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -408,32 +429,13 @@ fn resume_with_masks_reproduces_an_uninterrupted_run() {
     let dir = tmpdir("prune-resume");
     let cfg = tiny_config(&dir, "clip_norm = 5.0\nmomentum = 0.9", 1, 0);
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + PRUNE).unwrap();
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let train = |out: &Path, steps: &str| {
-        let mut c = train_cmd(&cfg);
-        c.arg("--out").arg(out).args(["--max-steps", steps]);
-        c
-    };
-    assert_eq!(run(&mut train(&a, "14")).status.code(), Some(0));
-    // Stop in the middle of the pruning schedule, then resume.
-    assert_eq!(run(&mut train(&b, "5")).status.code(), Some(0));
-    let out = run(bin()
-        .args(["train", "--resume"])
-        .arg(&b)
-        .arg("--data-dir")
-        .arg(ptb_dir())
-        .args(["--max-steps", "14"]));
-    assert_eq!(out.status.code(), Some(0));
-    for f in [
+    // Stops at step 5, in the middle of the pruning schedule.
+    let files = [
         "model.safetensors",
         "optimizer.safetensors",
         "extra.safetensors",
-    ] {
-        assert!(
-            read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
-            "{f} differs after resume"
-        );
-    }
+    ];
+    assert_resume_is_exact(&cfg, &dir, "5", "14", &files);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -581,38 +583,13 @@ fn adam_and_adamw_train_and_resume_exactly() {
             .replace("kind = \"sgd\"", &format!("kind = \"{kind}\""))
             .replace("lr = 1.0", "lr = 0.003");
         std::fs::write(&cfg, text).unwrap();
-        let (a, b) = (dir.join("a"), dir.join("b"));
-        assert_eq!(
-            run(train_cmd(&cfg)
-                .arg("--out")
-                .arg(&a)
-                .args(["--max-steps", "12"]))
-            .status
-            .code(),
-            Some(0)
+        let a = assert_resume_is_exact(
+            &cfg,
+            &dir,
+            "5",
+            "12",
+            &["model.safetensors", "optimizer.safetensors"],
         );
-        assert_eq!(
-            run(train_cmd(&cfg)
-                .arg("--out")
-                .arg(&b)
-                .args(["--max-steps", "5"]))
-            .status
-            .code(),
-            Some(0)
-        );
-        let out = run(bin()
-            .args(["train", "--resume"])
-            .arg(&b)
-            .arg("--data-dir")
-            .arg(ptb_dir())
-            .args(["--max-steps", "12"]));
-        assert_eq!(out.status.code(), Some(0));
-        for f in ["model.safetensors", "optimizer.safetensors"] {
-            assert!(
-                read(&a.join("checkpoint").join(f)) == read(&b.join("checkpoint").join(f)),
-                "{kind}: {f} differs after resume"
-            );
-        }
         // Adam's two moment buffers are in the checkpoint.
         let opt = std::fs::read(a.join("checkpoint/optimizer.safetensors")).unwrap();
         let header = String::from_utf8_lossy(&opt[8..512.min(opt.len())]).to_string();
