@@ -333,17 +333,7 @@ mod tests {
     use model::{LanguageModel, LmState};
 
     fn model() -> LanguageModel<f64> {
-        let mut m = LanguageModel::<f64>::new(LmConfig {
-            vocab: 11,
-            embedding: 0,
-            hidden: 6,
-            hidden_sizes: Vec::new(),
-            layers: 2,
-            dropout: 0.0,
-            gate_hidden: 0,
-            gate_dropout: 0.0,
-        })
-        .unwrap();
+        let mut m = LanguageModel::<f64>::new(LmConfig::lstm(11, 6, 2)).unwrap();
         m.init_uniform(0.4, 3);
         m
     }

@@ -391,17 +391,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> LanguageModel<f32> {
-        let mut m = LanguageModel::new(LmConfig {
-            vocab: 9,
-            embedding: 0,
-            hidden: 4,
-            hidden_sizes: Vec::new(),
-            layers: 2,
-            dropout: 0.0,
-            gate_hidden: 0,
-            gate_dropout: 0.0,
-        })
-        .unwrap();
+        let mut m = LanguageModel::new(LmConfig::lstm(9, 4, 2)).unwrap();
         m.init_uniform(0.3, 5);
         m
     }

@@ -358,15 +358,11 @@ pub fn check_hlstm() -> Vec<CheckResult> {
 pub fn check_language_model() -> Vec<CheckResult> {
     check_lm(
         LmConfig {
-            vocab: 7,
             embedding: 3,
-            hidden: 4,
             // Unequal layers: exercises per-layer widths (as left by structured pruning).
             hidden_sizes: vec![4, 5],
-            layers: 2,
             dropout: 0.3,
-            gate_hidden: 0,
-            gate_dropout: 0.0,
+            ..LmConfig::lstm(7, 4, 2)
         },
         "lm",
     )
@@ -376,14 +372,11 @@ pub fn check_language_model() -> Vec<CheckResult> {
 pub fn check_hlstm_language_model() -> Vec<CheckResult> {
     check_lm(
         LmConfig {
-            vocab: 7,
             embedding: 3,
-            hidden: 4,
-            hidden_sizes: Vec::new(),
-            layers: 2,
             dropout: 0.3,
             gate_hidden: 3,
             gate_dropout: 0.25,
+            ..LmConfig::lstm(7, 4, 2)
         },
         "hlstm-lm",
     )

@@ -55,6 +55,21 @@ fn is_zero_f64(v: &f64) -> bool {
 }
 
 impl LmConfig {
+    /// A plain stacked LSTM: embedding as wide as `hidden`, no dropout, no H-LSTM gates. Other
+    /// fields are set with struct-update syntax.
+    pub fn lstm(vocab: usize, hidden: usize, layers: usize) -> Self {
+        Self {
+            vocab,
+            embedding: 0,
+            hidden,
+            hidden_sizes: Vec::new(),
+            layers,
+            dropout: 0.0,
+            gate_hidden: 0,
+            gate_dropout: 0.0,
+        }
+    }
+
     /// Hidden width of layer `l`.
     pub fn hidden_of(&self, l: usize) -> usize {
         self.hidden_sizes.get(l).copied().unwrap_or(self.hidden)
