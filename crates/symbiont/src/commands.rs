@@ -123,8 +123,11 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     };
     let mut hook: Box<dyn TrainHook> = match &config.compress {
         Some(table) => {
-            let bpe = train::ptb::Batched::new(&corpus.train, config.data.batch_size)
-                .full_batches(config.data.bptt);
+            let bpe = train::ptb::batches_per_epoch(
+                corpus.train.len(),
+                config.data.batch_size,
+                config.data.bptt,
+            );
             let total = (bpe * config.schedule.epochs) as u64;
             let origin = args
                 .config

@@ -25,8 +25,8 @@ pub struct CompressHook {
     seed: u64,
     config: LmConfig,
     layout: ParamLayout,
-    /// Per layer, per hidden unit: false once a `units` phase silenced it.
-    alive: Vec<Vec<bool>>,
+    /// Per layer, the hidden units a `units` phase silenced (sorted).
+    silenced: Vec<Vec<usize>>,
 }
 
 const MASK: &str = "compress.mask";
@@ -77,19 +77,16 @@ impl CompressHook {
             seed,
             config: config.clone(),
             layout: layout.clone(),
-            alive: (0..config.layers)
-                .map(|l| vec![true; config.hidden_of(l)])
-                .collect(),
+            silenced: vec![Vec::new(); config.layers],
         })
     }
 
     /// Applies connection masks and silenced units to a parameter-shaped buffer.
     fn mask(&self, buf: &mut [f32]) {
         self.masks.apply(buf);
-        for (l, alive) in self.alive.iter().enumerate() {
-            let dead: Vec<usize> = (0..alive.len()).filter(|&j| !alive[j]).collect();
+        for (l, dead) in self.silenced.iter().enumerate() {
             if !dead.is_empty() {
-                silence_units_in(&self.config, &self.layout, buf, l, &dead)
+                silence_units_in(&self.config, &self.layout, buf, l, dead)
                     .expect("validated layer and units");
             }
         }
@@ -107,10 +104,10 @@ impl CompressHook {
     /// Silences the least important live units of every layer until `keep` of them are left.
     fn prune_units(&mut self, params: &[f32], keep: f64) -> usize {
         let mut silenced = 0;
-        for l in 0..self.alive.len() {
-            let h = self.alive[l].len();
+        for l in 0..self.silenced.len() {
+            let h = self.config.hidden_of(l);
             let target = ((keep * h as f64).round() as usize).max(1);
-            let live: Vec<usize> = (0..h).filter(|&j| self.alive[l][j]).collect();
+            let live: Vec<usize> = (0..h).filter(|j| !self.silenced[l].contains(j)).collect();
             if live.len() <= target {
                 continue;
             }
@@ -119,18 +116,19 @@ impl CompressHook {
             let mut order = live;
             // Least important first; index breaks ties (deterministic).
             order.sort_by(|&a, &b| importance[a].total_cmp(&importance[b]).then(a.cmp(&b)));
-            for &j in &order[..order.len() - target] {
-                self.alive[l][j] = false;
-                silenced += 1;
-            }
+            let dropped = &order[..order.len() - target];
+            self.silenced[l].extend_from_slice(dropped);
+            self.silenced[l].sort_unstable();
+            silenced += dropped.len();
         }
         silenced
     }
 
     fn units_alive(&self) -> Vec<usize> {
-        self.alive
+        self.silenced
             .iter()
-            .map(|a| a.iter().filter(|&&x| x).count())
+            .enumerate()
+            .map(|(l, d)| self.config.hidden_of(l) - d.len())
             .collect()
     }
 
@@ -172,11 +170,11 @@ impl TrainHook for CompressHook {
                         .for_each(|(a, v)| *a = v as f32);
                     self.acc.batches = file.ints(ACC_BATCHES, Some(&[1]))?[0] as usize;
                 }
-                for (l, alive) in self.alive.iter_mut().enumerate() {
+                for (l, dead) in self.silenced.iter_mut().enumerate() {
                     let name = format!("{ALIVE}_l{l}");
                     if file.contains(&name) {
-                        let v = file.ints(&name, Some(&[alive.len()]))?;
-                        alive.iter_mut().zip(v).for_each(|(a, x)| *a = x != 0);
+                        let alive = file.ints(&name, Some(&[self.config.hidden_of(l)]))?;
+                        *dead = (0..alive.len()).filter(|&j| alive[j] == 0).collect();
                     }
                 }
             }
@@ -256,11 +254,12 @@ impl TrainHook for CompressHook {
             shape: vec![self.masks.values().len()],
             data: TensorData::F32(self.masks.values()),
         }];
-        for (l, alive) in self.alive.iter().enumerate() {
+        for (l, dead) in self.silenced.iter().enumerate() {
+            let h = self.config.hidden_of(l);
             v.push(OutTensor {
                 name: format!("{ALIVE}_l{l}"),
-                shape: vec![alive.len()],
-                data: TensorData::I64(alive.iter().map(|&a| a as i64).collect()),
+                shape: vec![h],
+                data: TensorData::I64((0..h).map(|j| !dead.contains(&j) as i64).collect()),
             });
         }
         if !self.acc.sum.is_empty() {

@@ -187,6 +187,12 @@ pub fn load_split(
     tokenize(&path, &text, vocab)
 }
 
+/// Training batches per epoch for a stream of `tokens` cut into `batch` streams of `bptt` steps
+/// (what [`Batched::full_batches`] gives, without building the batches).
+pub fn batches_per_epoch(tokens: usize, batch: usize, bptt: usize) -> usize {
+    (tokens / batch).saturating_sub(1) / bptt
+}
+
 /// The token stream cut into `batch` contiguous streams, stored time-major: (N, B) where
 /// N = len / batch (the remainder is dropped, as everyone does).
 #[derive(Clone, Debug)]
@@ -210,7 +216,7 @@ impl Batched {
 
     /// Number of full `bptt`-long batches (inputs need one more row for the targets).
     pub fn full_batches(&self, bptt: usize) -> usize {
-        self.rows.saturating_sub(1) / bptt
+        batches_per_epoch(self.rows * self.batch, self.batch, bptt)
     }
 
     /// Start rows of every batch including a final shorter one: (start, length).
