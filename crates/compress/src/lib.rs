@@ -7,7 +7,6 @@
 pub mod grow;
 pub mod mask;
 pub mod prune;
-pub mod rate;
 pub mod schedule;
 pub mod units;
 
