@@ -386,7 +386,10 @@ every = "100 steps"
         assert_eq!(p.density_at(5000, bpe), 0.1);
         assert!((p.density_at(3000, bpe) - (0.1 + 0.9 * 0.125)).abs() < 1e-12);
         // Monotone non-increasing density, changing fastest early (Zhu & Gupta).
-        let v: Vec<f64> = (1000..=5000).step_by(400).map(|t| p.density_at(t, bpe)).collect();
+        let v: Vec<f64> = (1000..=5000)
+            .step_by(400)
+            .map(|t| p.density_at(t, bpe))
+            .collect();
         assert!(v.windows(2).all(|w| w[1] <= w[0]), "{v:?}");
         assert!(v[0] - v[1] > v[9] - v[10]);
         assert!(

@@ -9,7 +9,6 @@ use crate::embedding::{embedding_backward, embedding_forward};
 use crate::hlstm::{
     hlstm_backward, hlstm_forward, HlstmGrads, HlstmShape, HlstmTape, HlstmWeights,
 };
-use crate::linear::{linear_backward, linear_forward};
 use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
 use crate::{LanguageModel, LmConfig, LmState};
 use kernels::rng::CounterRng;
@@ -84,29 +83,6 @@ fn random(n: usize, seed: u64, scale: f64) -> Vec<f64> {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Linear layer: dW, db, dx.
-pub fn check_linear() -> Vec<CheckResult> {
-    let (n, i, o) = (3, 4, 5);
-    let (x, w, b, r) = (
-        random(n * i, 1, 1.0),
-        random(o * i, 2, 1.0),
-        random(o, 3, 1.0),
-        random(n * o, 4, 1.0),
-    );
-    let j = |x: &[f64], w: &[f64], b: &[f64]| {
-        let mut y = vec![0.0; n * o];
-        linear_forward(x, w, b, n, i, o, &mut y);
-        dot(&y, &r)
-    };
-    let (mut dw, mut db, mut dx) = (vec![0.0; o * i], vec![0.0; o], vec![0.0; n * i]);
-    linear_backward(&x, &w, &r, n, i, o, &mut dw, &mut db, Some(&mut dx));
-    vec![
-        compare("linear/dw", &dw, &numeric_grad(&w, |w| j(&x, w, &b))),
-        compare("linear/db", &db, &numeric_grad(&b, |b| j(&x, &w, b))),
-        compare("linear/dx", &dx, &numeric_grad(&x, |x| j(x, &w, &b))),
-    ]
 }
 
 /// Embedding: d table (with a repeated token so scatter-add accumulates).
@@ -436,7 +412,6 @@ fn check_lm(config: LmConfig, prefix: &str) -> Vec<CheckResult> {
 /// Every check, in order.
 pub fn run_all() -> Vec<CheckResult> {
     let mut all = Vec::new();
-    all.extend(check_linear());
     all.extend(check_embedding());
     all.extend(check_softmax_xent());
     all.extend(check_dropout());

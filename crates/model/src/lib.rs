@@ -13,7 +13,6 @@ pub mod error;
 pub mod gradcheck;
 pub mod hlstm;
 pub mod layout;
-pub mod linear;
 pub mod lm;
 pub mod lstm;
 
