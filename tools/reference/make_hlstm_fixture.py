@@ -37,14 +37,14 @@ Tensors (all float32)
     grad.<param>, grad.x                             dJ/d.
 """
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from fixture_io import canonicalize_header
 
 SEED = 20261129
 T, B, I, H, M = 4, 3, 5, 6, 7
@@ -131,30 +131,6 @@ def generate():
     save_file(tensors, OUT_PATH, metadata=metadata)
     canonicalize_header(OUT_PATH)
     print(f"wrote {OUT_PATH} ({os.path.getsize(OUT_PATH)} bytes, {len(tensors)} tensors)")
-
-
-def canonicalize_header(path):
-    """Rewrite the JSON header with sorted __metadata__ keys so the file is byte-reproducible.
-
-    safetensors serialises the metadata map in hash order, which varies from run
-    to run. Tensor offsets are relative to the data section, so reordering keys
-    and re-padding to the same header length changes nothing else.
-    """
-    with open(path, "rb") as f:
-        blob = f.read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__", None)
-    ordered = {}
-    if meta is not None:
-        ordered["__metadata__"] = dict(sorted(meta.items()))
-    for k in sorted(header, key=lambda k: header[k]["data_offsets"][0]):
-        ordered[k] = header[k]
-    new = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
-    assert len(new) <= n, "canonical header longer than original"
-    new += b" " * (n - len(new))
-    with open(path, "wb") as f:
-        f.write(blob[:8] + new + blob[8 + n:])
 
 
 # ---------------------------------------------------------------------------
