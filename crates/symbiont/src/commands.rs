@@ -567,3 +567,14 @@ pub fn infer(args: InferArgs, threads: Option<usize>) -> Result<u8> {
     println!("{}", json!({ "logits": logits, "steps": t, "vocab": v }));
     Ok(0)
 }
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(_args: BenchArgs, _threads: Option<usize>) -> Result<u8> {
+    Err("bench: being built (issue 3)".into())
+}

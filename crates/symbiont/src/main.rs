@@ -6,6 +6,7 @@
 
 mod commands;
 mod pipeline;
+mod profiling;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +45,15 @@ enum Command {
     /// Logits of a word-language-model safetensors file (PyTorch `state_dict` names) for a token
     /// sequence, from a zero state, batch 1.
     Infer(InferArgs),
+    /// Time LSTM inference with the prepared plans: a model file or a synthetic configuration;
+    /// median, p10, p90 latency, GB/s, GFLOP/s and the share of the memory-bandwidth floor.
+    Bench(commands::BenchArgs),
+    /// Sweep an engine over LSTM sizes and write a latency table (JSON).
+    Profile(profiling::ProfileArgs),
+    /// The frontier of a latency table: sizes worth using, plateaus, hysteresis strength.
+    Frontier(profiling::FrontierArgs),
+    /// Draw latency tables (latency against size, frontier and plateaus marked) as SVG.
+    Plot(profiling::PlotArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
     /// (the limits benchmarks report against).
     Peak(PeakArgs),
@@ -167,6 +177,10 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
         Command::Infer(a) => commands::infer(a, cli.threads),
+        Command::Bench(a) => commands::bench(a, cli.threads),
+        Command::Profile(a) => profiling::profile(a, cli.threads),
+        Command::Frontier(a) => profiling::frontier(a),
+        Command::Plot(a) => profiling::plot(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,1 @@
+//! Prepared inference plans for LSTM / H-LSTM stacks and language models.

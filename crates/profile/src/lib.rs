@@ -1,0 +1,1 @@
+//! Latency profiler: engines to time, sweeps, latency tables, frontier analysis and plots.
