@@ -5,7 +5,9 @@
 //! these kernels. A naive reference sits beside each fast kernel and is its test oracle.
 
 pub mod activation;
+pub mod fpmode;
 pub mod gemm;
+pub mod packed;
 pub mod real;
 pub mod reduce;
 pub mod rng;

@@ -1,0 +1,463 @@
+//! Packed weight matrices for inference — dense f32, dense bf16, CSR, block-sparse — behind one
+//! product, `y[b, r] += W[r, :] · x[b, :]` over a range of rows, with a naive reference beside it
+//! (the test oracle). Rows are the output (gate) dimension, as in PyTorch's `[4H, I]` weights.
+
+mod bsr;
+mod csr;
+mod dense;
+
+pub use bsr::{Bsr, BLOCK_SHAPES};
+pub use csr::{Csr, Indices};
+pub use dense::{bf16_to_f32, f32_to_bf16};
+
+use dense::{dense_acc, DenseWeights};
+use std::fmt;
+use std::ops::Range;
+
+/// Storage formats a matrix can be packed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Row-major f32.
+    Dense,
+    /// Row-major bf16 (round to nearest even), widened to f32 in the kernel.
+    Bf16,
+    /// Compressed sparse rows, f32 values, u16/u32 column indices.
+    Csr,
+    /// Block-sparse rows with `(rows, cols)` blocks, one of [`BLOCK_SHAPES`].
+    Bsr(usize, usize),
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Format::Dense => write!(f, "dense"),
+            Format::Bf16 => write!(f, "bf16"),
+            Format::Csr => write!(f, "csr"),
+            Format::Bsr(r, c) => write!(f, "bsr{r}x{c}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// `dense`, `bf16`, `csr`, `bsr` (4x4 blocks) or `bsrRxC` (e.g. `bsr1x8`).
+    fn from_str(s: &str) -> Result<Format, String> {
+        let bad = || {
+            let shapes: Vec<String> = BLOCK_SHAPES
+                .iter()
+                .map(|(r, c)| format!("bsr{r}x{c}"))
+                .collect();
+            format!(
+                "unknown matrix format `{s}`: expected dense, bf16, csr, bsr or one of {}",
+                shapes.join(", ")
+            )
+        };
+        match s {
+            "dense" => Ok(Format::Dense),
+            "bf16" => Ok(Format::Bf16),
+            "csr" => Ok(Format::Csr),
+            "bsr" => Ok(Format::Bsr(4, 4)),
+            _ => {
+                let rest = s.strip_prefix("bsr").ok_or_else(bad)?;
+                let (r, c) = rest.split_once('x').ok_or_else(bad)?;
+                let shape = (r.parse().map_err(|_| bad())?, c.parse().map_err(|_| bad())?);
+                if BLOCK_SHAPES.contains(&shape) {
+                    Ok(Format::Bsr(shape.0, shape.1))
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Storage {
+    Dense(Vec<f32>),
+    Bf16(Vec<u16>),
+    Csr(Csr),
+    Bsr(Bsr),
+}
+
+/// A `[rows, cols]` weight matrix in one of the [`Format`]s.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    rows: usize,
+    cols: usize,
+    storage: Storage,
+}
+
+impl PackedMatrix {
+    /// Packs a row-major dense matrix.
+    ///
+    /// # Panics
+    /// If `w.len() != rows * cols` (a programming error).
+    pub fn pack(w: &[f32], rows: usize, cols: usize, format: Format) -> PackedMatrix {
+        assert_eq!(
+            w.len(),
+            rows * cols,
+            "matrix of {rows}x{cols} needs {} values",
+            rows * cols
+        );
+        let storage = match format {
+            Format::Dense => Storage::Dense(w.to_vec()),
+            Format::Bf16 => Storage::Bf16(w.iter().map(|&v| f32_to_bf16(v)).collect()),
+            Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
+            Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
+        };
+        PackedMatrix {
+            rows,
+            cols,
+            storage,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn format(&self) -> Format {
+        match &self.storage {
+            Storage::Dense(_) => Format::Dense,
+            Storage::Bf16(_) => Format::Bf16,
+            Storage::Csr(_) => Format::Csr,
+            Storage::Bsr(b) => Format::Bsr(b.br, b.bc),
+        }
+    }
+
+    /// Row granularity of [`PackedMatrix::acc`]'s row ranges (the block height for BSR).
+    pub fn row_align(&self) -> usize {
+        match &self.storage {
+            Storage::Bsr(b) => b.br,
+            _ => 1,
+        }
+    }
+
+    /// Stored values that are not zero.
+    pub fn nnz(&self) -> usize {
+        match &self.storage {
+            Storage::Dense(w) => w.iter().filter(|v| **v != 0.0).count(),
+            Storage::Bf16(w) => w.iter().filter(|v| (**v & 0x7fff) != 0).count(),
+            Storage::Csr(c) => c.nnz(),
+            Storage::Bsr(b) => b.vals.iter().filter(|v| **v != 0.0).count(),
+        }
+    }
+
+    /// Bytes one full product reads from the weights (values, indices, pointers).
+    pub fn bytes(&self) -> usize {
+        match &self.storage {
+            Storage::Dense(w) => w.len() * 4,
+            Storage::Bf16(w) => w.len() * 2,
+            Storage::Csr(c) => c.bytes(),
+            Storage::Bsr(b) => b.bytes(),
+        }
+    }
+
+    /// The matrix as row-major f32 (bf16 values widened).
+    pub fn to_dense(&self) -> Vec<f32> {
+        match &self.storage {
+            Storage::Dense(w) => w.clone(),
+            Storage::Bf16(w) => w.iter().map(|&v| bf16_to_f32(v)).collect(),
+            Storage::Csr(c) => {
+                let mut out = vec![0.0; self.rows * self.cols];
+                for r in 0..self.rows {
+                    for p in c.row_ptr[r] as usize..c.row_ptr[r + 1] as usize {
+                        out[r * self.cols + c.col_idx.get(p)] = c.vals[p];
+                    }
+                }
+                out
+            }
+            Storage::Bsr(b) => {
+                let mut out = vec![0.0; self.rows * self.cols];
+                for i in 0..self.rows.div_ceil(b.br) {
+                    for blk in b.block_ptr[i] as usize..b.block_ptr[i + 1] as usize {
+                        let c0 = b.block_col.get(blk) * b.bc;
+                        for a in 0..b.br {
+                            for cc in 0..b.bc {
+                                let (r, c) = (i * b.br + a, c0 + cc);
+                                if r < self.rows && c < self.cols {
+                                    out[r * self.cols + c] = b.vals[(blk * b.br + a) * b.bc + cc];
+                                }
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y_len: usize,
+        ldy: usize,
+        rows: &Range<usize>,
+    ) {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "rows {rows:?} outside 0..{}",
+            self.rows
+        );
+        assert!(
+            ldx >= self.cols && ldy >= rows.end,
+            "leading dimensions too small"
+        );
+        if nb > 0 {
+            assert!(x.len() >= (nb - 1) * ldx + self.cols, "x too short");
+            assert!(y_len >= (nb - 1) * ldy + rows.end, "y too short");
+        }
+        let a = self.row_align();
+        assert!(
+            rows.start % a == 0 && (rows.end % a == 0 || rows.end == self.rows),
+            "rows not block-aligned"
+        );
+    }
+
+    /// `y[b * ldy + r] += W[r, :] · x[b * ldx ..][..cols]` for `r` in `rows`, `b < nb`.
+    ///
+    /// # Panics
+    /// If a slice is too short or `rows` is out of range or not a multiple of [`row_align`].
+    ///
+    /// [`row_align`]: PackedMatrix::row_align
+    pub fn acc(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: &mut [f32],
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        self.check(x, ldx, nb, y.len(), ldy, &rows);
+        // SAFETY: bounds checked above; `y` is borrowed mutably for the whole call.
+        unsafe { self.acc_unchecked(x, ldx, nb, y.as_mut_ptr(), ldy, rows) }
+    }
+
+    /// [`PackedMatrix::acc`] through a raw output pointer, so threads can fill disjoint row
+    /// ranges of one output buffer.
+    ///
+    /// # Safety
+    /// `y` must be valid for reads and writes at `b * ldy + r` for every `b < nb`, `r` in `rows`,
+    /// and no other thread may access those elements during the call. The other arguments are
+    /// checked as in `acc`.
+    pub unsafe fn acc_raw(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        self.check(x, ldx, nb, usize::MAX, ldy, &rows);
+        // SAFETY: forwarded contract.
+        unsafe { self.acc_unchecked(x, ldx, nb, y, ldy, rows) }
+    }
+
+    unsafe fn acc_unchecked(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        if nb == 0 || rows.is_empty() {
+            return;
+        }
+        let k = self.cols;
+        // SAFETY (all arms): bounds checked by the callers; `y` contract forwarded.
+        unsafe {
+            match &self.storage {
+                Storage::Dense(w) => dense_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows),
+                Storage::Bf16(w) => dense_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows),
+                Storage::Csr(c) => c.acc(x, ldx, nb, y, ldy, rows),
+                Storage::Bsr(b) => b.acc(x, ldx, nb, y, ldy, rows),
+            }
+        }
+    }
+
+    /// Naive reference of [`PackedMatrix::acc`] over the unpacked values, accumulated in f64.
+    pub fn acc_reference(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: &mut [f32],
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        let w = self.to_dense();
+        for b in 0..nb {
+            for r in rows.clone() {
+                let mut s = 0f64;
+                for c in 0..self.cols {
+                    s += w[r * self.cols + c] as f64 * x[b * ldx + c] as f64;
+                }
+                y[b * ldy + r] += s as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::CounterRng;
+    use proptest::prelude::*;
+
+    fn random_matrix(rows: usize, cols: usize, density: f64, seed: u64) -> Vec<f32> {
+        let rng = CounterRng::new(seed);
+        (0..(rows * cols) as u64)
+            .map(|i| {
+                let keep = rng.uniform_f64(0, i) < density;
+                let v = rng.uniform(1, i) * 2.0 - 1.0;
+                if keep {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
+        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs() / scale))
+    }
+
+    fn check_format(format: Format, rows: usize, cols: usize, nb: usize, density: f64, seed: u64) {
+        let w = random_matrix(rows, cols, density, seed);
+        let m = PackedMatrix::pack(&w, rows, cols, format);
+        let ldx = cols + 3;
+        let x = random_matrix(nb.max(1), ldx, 1.0, seed + 1);
+        let ldy = rows + 5;
+        let y0 = random_matrix(nb.max(1), ldy, 1.0, seed + 2);
+        // The reference sees the packed values (bf16-rounded for Bf16), so any difference is the
+        // kernel's, not the format's.
+        let mut want = y0.clone();
+        m.acc_reference(&x, ldx, nb, &mut want, ldy, 0..rows);
+        let mut got = y0.clone();
+        m.acc(&x, ldx, nb, &mut got, ldy, 0..rows);
+        let err = max_rel_err(&got, &want);
+        assert!(
+            err < 2e-5,
+            "{format} {rows}x{cols} nb={nb} d={density}: max rel err {err}"
+        );
+        // A row sub-range leaves the other rows alone.
+        let a = m.row_align();
+        if rows >= 2 * a {
+            let split = (rows / 2) / a * a;
+            let mut part = y0.clone();
+            m.acc(&x, ldx, nb, &mut part, ldy, split..rows);
+            for b in 0..nb {
+                for r in 0..split {
+                    assert_eq!(part[b * ldy + r], y0[b * ldy + r]);
+                }
+            }
+        }
+        assert_eq!(
+            PackedMatrix::pack(&m.to_dense(), rows, cols, Format::Dense).to_dense(),
+            m.to_dense()
+        );
+    }
+
+    #[test]
+    fn every_format_matches_the_reference_at_model_shapes() {
+        let mut formats = vec![Format::Dense, Format::Bf16, Format::Csr];
+        formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
+        for format in formats {
+            for &(rows, cols) in &[(800, 200), (52, 13), (7, 33)] {
+                for nb in [1, 2, 3, 4, 5, 16, 35] {
+                    check_format(format, rows, cols, nb, 0.3, 7);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn portable_dense_kernel_matches_the_reference() {
+        let (rows, cols, nb) = (37, 45, 3);
+        let w = random_matrix(rows, cols, 1.0, 3);
+        let x = random_matrix(nb, cols, 1.0, 4);
+        let m = PackedMatrix::pack(&w, rows, cols, Format::Dense);
+        let mut want = vec![0.5; nb * rows];
+        m.acc_reference(&x, cols, nb, &mut want, rows, 0..rows);
+        let mut got = vec![0.5; nb * rows];
+        // SAFETY: got has nb * rows elements, exclusively borrowed.
+        unsafe {
+            dense::dense_acc_portable(
+                DenseWeights::F32(&w),
+                cols,
+                &x,
+                cols,
+                nb,
+                got.as_mut_ptr(),
+                rows,
+                0..rows,
+            )
+        };
+        assert!(max_rel_err(&got, &want) < 2e-5);
+    }
+
+    #[test]
+    fn bf16_rounding_is_nearest_even_and_widening_exact() {
+        assert_eq!(f32_to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between two bf16 values: ties go to the even mantissa (1.0).
+        assert_eq!(f32_to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(f32_to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+        for v in [0.0f32, -2.5, 3.0e-5, 65504.0] {
+            let back = bf16_to_f32(f32_to_bf16(v));
+            assert!((back - v).abs() <= v.abs() / 128.0, "{v} -> {back}");
+        }
+    }
+
+    #[test]
+    fn formats_parse_and_print() {
+        for s in ["dense", "bf16", "csr", "bsr4x4", "bsr1x8"] {
+            assert_eq!(s.parse::<Format>().unwrap().to_string(), s);
+        }
+        assert_eq!("bsr".parse::<Format>().unwrap(), Format::Bsr(4, 4));
+        assert!("bsr3x3".parse::<Format>().unwrap_err().contains("bsr1x8"));
+        assert!("coo".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn empty_rows_and_columns_are_handled() {
+        let w = vec![0.0; 6 * 40];
+        for format in [Format::Csr, Format::Bsr(4, 4), Format::Dense] {
+            let m = PackedMatrix::pack(&w, 6, 40, format);
+            let x = vec![1.0; 40];
+            let mut y = vec![2.0; 6];
+            m.acc(&x, 40, 1, &mut y, 6, 0..6);
+            assert_eq!(y, vec![2.0; 6]);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn random_shapes_densities_and_batches(
+            rows in 1usize..70, cols in 1usize..90, nb in 1usize..20,
+            density in prop::sample::select(vec![0.0, 0.02, 0.1, 0.5, 1.0]),
+            which in 0usize..9, seed in 0u64..1000,
+        ) {
+            let mut formats = vec![Format::Dense, Format::Bf16, Format::Csr];
+            formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
+            check_format(formats[which], rows, cols, nb, density, seed);
+        }
+    }
+}

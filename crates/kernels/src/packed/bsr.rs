@@ -1,0 +1,183 @@
+//! Block-sparse rows (BSR): non-zero `BR x BC` blocks of a matrix, stored contiguously with one
+//! column index per block, and its product `y[b, r] += W[r, :] · x[b, :]`.
+//!
+//! One index per block instead of one per value, and contiguous x loads instead of gathers: a
+//! win when the sparsity has block structure (block pruning), a loss when unstructured sparsity
+//! forces explicit zeros into the blocks — the plan measures both on the actual matrix and keeps
+//! the faster. The block shapes offered are the ones `symbiont bench` compares (docs/benchmarks.md).
+
+use super::csr::Indices;
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Block shapes with a compiled kernel, as (rows, cols).
+pub const BLOCK_SHAPES: [(usize, usize); 6] = [(1, 8), (1, 16), (2, 8), (4, 4), (4, 1), (8, 1)];
+
+/// A `[rows, cols]` matrix as block-sparse rows.
+#[derive(Clone, Debug)]
+pub struct Bsr {
+    pub rows: usize,
+    pub cols: usize,
+    pub br: usize,
+    pub bc: usize,
+    /// Start of each block row's blocks; `ceil(rows / br) + 1` entries.
+    pub block_ptr: Vec<u32>,
+    /// First column of each block divided by `bc`.
+    pub block_col: Indices,
+    /// `br x bc` values per block, row-major inside the block (padding rows/cols are zero).
+    pub vals: Vec<f32>,
+}
+
+impl Bsr {
+    /// Keeps every block of a row-major dense matrix that has a non-zero value.
+    pub fn from_dense(w: &[f32], rows: usize, cols: usize, br: usize, bc: usize) -> Bsr {
+        assert_eq!(w.len(), rows * cols);
+        assert!(
+            BLOCK_SHAPES.contains(&(br, bc)),
+            "no kernel for {br}x{bc} blocks"
+        );
+        let (nbr, nbc) = (rows.div_ceil(br), cols.div_ceil(bc));
+        let mut block_ptr = vec![0u32];
+        let mut idx = Vec::new();
+        let mut vals = Vec::new();
+        let at = |r: usize, c: usize| {
+            if r < rows && c < cols {
+                w[r * cols + c]
+            } else {
+                0.0
+            }
+        };
+        for i in 0..nbr {
+            for j in 0..nbc {
+                let any = (0..br).any(|a| (0..bc).any(|b| at(i * br + a, j * bc + b) != 0.0));
+                if any {
+                    idx.push(j as u32);
+                    for a in 0..br {
+                        for b in 0..bc {
+                            vals.push(at(i * br + a, j * bc + b));
+                        }
+                    }
+                }
+            }
+            block_ptr.push(idx.len() as u32);
+        }
+        let block_col = if nbc <= 1 << 16 {
+            Indices::U16(idx.iter().map(|&c| c as u16).collect())
+        } else {
+            Indices::U32(idx)
+        };
+        Bsr {
+            rows,
+            cols,
+            br,
+            bc,
+            block_ptr,
+            block_col,
+            vals,
+        }
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.block_col.len()
+    }
+
+    /// Bytes read by one product: values (explicit zeros included), indices, block pointers.
+    pub fn bytes(&self) -> usize {
+        self.vals.len() * 4
+            + self.block_col.len() * self.block_col.bytes_per_index()
+            + self.block_ptr.len() * 4
+    }
+
+    /// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`. `rows` must
+    /// start and end on block-row boundaries (or at `self.rows`).
+    ///
+    /// # Safety
+    /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
+    pub(crate) unsafe fn acc(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        assert!(rows.start % self.br == 0 && (rows.end % self.br == 0 || rows.end == self.rows));
+        // SAFETY: forwarded contract.
+        unsafe {
+            match (self.br, self.bc) {
+                (1, 8) => self.acc_shape::<1, 8>(x, ldx, nb, y, ldy, rows),
+                (1, 16) => self.acc_shape::<1, 16>(x, ldx, nb, y, ldy, rows),
+                (2, 8) => self.acc_shape::<2, 8>(x, ldx, nb, y, ldy, rows),
+                (4, 4) => self.acc_shape::<4, 4>(x, ldx, nb, y, ldy, rows),
+                (4, 1) => self.acc_shape::<4, 1>(x, ldx, nb, y, ldy, rows),
+                (8, 1) => self.acc_shape::<8, 1>(x, ldx, nb, y, ldy, rows),
+                (br, bc) => unreachable!("no kernel for {br}x{bc} blocks (rejected in from_dense)"),
+            }
+        }
+    }
+
+    unsafe fn acc_shape<const BR: usize, const BC: usize>(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        thread_local! {
+            static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        }
+        let k = self.cols;
+        let kp = k.div_ceil(BC) * BC;
+        PADDED.with(|p| {
+            let mut padded = p.borrow_mut();
+            for b in 0..nb {
+                // Blocks of the last column may reach past K: read a zero-padded copy of x then.
+                let xb: &[f32] = if kp == k {
+                    &x[b * ldx..b * ldx + k]
+                } else {
+                    padded.clear();
+                    padded.extend_from_slice(&x[b * ldx..b * ldx + k]);
+                    padded.resize(kp, 0.0);
+                    &padded[..]
+                };
+                for i in rows.start / BR..rows.end.div_ceil(BR) {
+                    let (s, e) = (self.block_ptr[i] as usize, self.block_ptr[i + 1] as usize);
+                    let mut acc = [[0f32; BC]; BR];
+                    let vals = &self.vals[s * BR * BC..e * BR * BC];
+                    match &self.block_col {
+                        Indices::U16(ci) => block_row::<u16, BR, BC>(vals, &ci[s..e], xb, &mut acc),
+                        Indices::U32(ci) => block_row::<u32, BR, BC>(vals, &ci[s..e], xb, &mut acc),
+                    }
+                    for (a, lanes) in acc.iter().enumerate() {
+                        let r = i * BR + a;
+                        if r < self.rows {
+                            // SAFETY: caller contract.
+                            unsafe { *y.add(b * ldy + r) += lanes.iter().sum::<f32>() };
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[inline(always)]
+fn block_row<I: Copy + Into<u32>, const BR: usize, const BC: usize>(
+    vals: &[f32],
+    cols: &[I],
+    x: &[f32],
+    acc: &mut [[f32; BC]; BR],
+) {
+    for (blk, &c) in vals.chunks_exact(BR * BC).zip(cols) {
+        let c0 = c.into() as usize * BC;
+        let xs: &[f32; BC] = x[c0..c0 + BC].try_into().expect("block inside padded x");
+        for a in 0..BR {
+            for b in 0..BC {
+                acc[a][b] = blk[a * BC + b].mul_add(xs[b], acc[a][b]);
+            }
+        }
+    }
+}

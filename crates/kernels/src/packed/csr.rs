@@ -1,0 +1,315 @@
+//! Compressed sparse rows with compact column indices (u16 when K ≤ 65 536, else u32), and its
+//! product `y[b, r] += W[r, :] · x[b, :]`.
+//!
+//! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x 16
+//! at a time (AVX-512 gather; the values and indices stream once); from 8 batch rows on, x is
+//! transposed to (K, B) once so each non-zero becomes one broadcast-multiply-add over a
+//! contiguous B-wide row — no gathers, and the work per non-zero is shared by the whole batch
+//! (this is the path of the hoisted input projection, whose "batch" is T·B).
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Column indices of the non-zeros, as narrow as K allows.
+#[derive(Clone, Debug)]
+pub enum Indices {
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl Indices {
+    pub fn len(&self) -> usize {
+        match self {
+            Indices::U16(v) => v.len(),
+            Indices::U32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> usize {
+        match self {
+            Indices::U16(v) => v[i] as usize,
+            Indices::U32(v) => v[i] as usize,
+        }
+    }
+
+    pub fn bytes_per_index(&self) -> usize {
+        match self {
+            Indices::U16(_) => 2,
+            Indices::U32(_) => 4,
+        }
+    }
+}
+
+/// A `[rows, cols]` matrix in CSR form.
+#[derive(Clone, Debug)]
+pub struct Csr {
+    pub rows: usize,
+    pub cols: usize,
+    /// Start of each row's non-zeros; `rows + 1` entries.
+    pub row_ptr: Vec<u32>,
+    pub col_idx: Indices,
+    pub vals: Vec<f32>,
+}
+
+impl Csr {
+    /// Keeps the non-zero entries of a row-major dense matrix.
+    pub fn from_dense(w: &[f32], rows: usize, cols: usize) -> Csr {
+        assert_eq!(w.len(), rows * cols);
+        let mut row_ptr = Vec::with_capacity(rows + 1);
+        let mut idx = Vec::new();
+        let mut vals = Vec::new();
+        row_ptr.push(0u32);
+        for r in 0..rows {
+            for (c, &v) in w[r * cols..(r + 1) * cols].iter().enumerate() {
+                if v != 0.0 {
+                    idx.push(c as u32);
+                    vals.push(v);
+                }
+            }
+            row_ptr.push(vals.len() as u32);
+        }
+        let col_idx = if cols <= 1 << 16 {
+            Indices::U16(idx.iter().map(|&c| c as u16).collect())
+        } else {
+            Indices::U32(idx)
+        };
+        Csr {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+            vals,
+        }
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Bytes read by one product: values, indices and row pointers.
+    pub fn bytes(&self) -> usize {
+        self.vals.len() * 4
+            + self.col_idx.len() * self.col_idx.bytes_per_index()
+            + self.row_ptr.len() * 4
+    }
+
+    /// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`.
+    ///
+    /// # Safety
+    /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
+    pub(crate) unsafe fn acc(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        if nb >= 8 {
+            // SAFETY: forwarded contract.
+            unsafe { self.acc_transposed(x, ldx, nb, y, ldy, rows) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::dense::avx512::available() {
+            // SAFETY: features present; forwarded contract.
+            unsafe {
+                match &self.col_idx {
+                    Indices::U16(c) => {
+                        avx512::gather_acc(&self.row_ptr, c, &self.vals, x, ldx, nb, y, ldy, rows)
+                    }
+                    Indices::U32(c) => {
+                        avx512::gather_acc(&self.row_ptr, c, &self.vals, x, ldx, nb, y, ldy, rows)
+                    }
+                }
+            }
+            return;
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.acc_scalar(x, ldx, nb, y, ldy, rows) }
+    }
+
+    unsafe fn acc_scalar(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        for r in rows {
+            let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+            for b in 0..nb {
+                let xb = &x[b * ldx..];
+                let mut acc = 0f32;
+                for p in s..e {
+                    acc += self.vals[p] * xb[self.col_idx.get(p)];
+                }
+                // SAFETY: caller contract.
+                unsafe { *y.add(b * ldy + r) += acc };
+            }
+        }
+    }
+
+    /// The wide-batch kernel: x transposed to (K, B) in a per-thread scratch buffer.
+    unsafe fn acc_transposed(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        thread_local! {
+            static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        }
+        SCRATCH.with(|s| {
+            let (xt, yr) = &mut *s.borrow_mut();
+            let k = self.cols;
+            xt.clear();
+            xt.resize(k * nb, 0.0);
+            for b in 0..nb {
+                for (c, &v) in x[b * ldx..b * ldx + k].iter().enumerate() {
+                    xt[c * nb + b] = v;
+                }
+            }
+            yr.clear();
+            yr.resize(nb, 0.0);
+            for r in rows {
+                yr.iter_mut().for_each(|v| *v = 0.0);
+                let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+                match &self.col_idx {
+                    Indices::U16(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+                    Indices::U32(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+                }
+                for (b, v) in yr.iter().enumerate() {
+                    // SAFETY: caller contract.
+                    unsafe { *y.add(b * ldy + r) += v };
+                }
+            }
+        });
+    }
+}
+
+/// `yr += Σ_p vals[p] · xt[idx[p], :]`: the compiler vectorizes the B-wide inner loop.
+#[inline(always)]
+fn axpy_rows<I: Copy + Into<u32>>(vals: &[f32], idx: &[I], xt: &[f32], nb: usize, yr: &mut [f32]) {
+    let yr = &mut yr[..nb];
+    for (&v, &c) in vals.iter().zip(idx) {
+        let c = c.into() as usize;
+        let xr = &xt[c * nb..c * nb + nb];
+        for (y, &xv) in yr.iter_mut().zip(xr) {
+            *y = v.mul_add(xv, *y);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// Loads 16 column indices (fewer under `mask`) as i32 lanes.
+    pub(super) trait Index: Copy {
+        unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512i;
+    }
+    impl Index for u16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const u16, mask: __mmask16) -> __m512i {
+            // SAFETY: masked lanes are in bounds (caller).
+            unsafe { _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p as *const i16)) }
+        }
+    }
+    impl Index for u32 {
+        #[inline(always)]
+        unsafe fn load16(p: *const u32, mask: __mmask16) -> __m512i {
+            // SAFETY: masked lanes are in bounds (caller).
+            unsafe { _mm512_maskz_loadu_epi32(mask, p as *const i32) }
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row<I: Index, const NB: usize>(
+        vals: *const f32,
+        idx: *const I,
+        n: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        // SAFETY (whole body): indices < K and x holds NB rows of K (caller); masked lanes are
+        // neither loaded nor gathered.
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); NB];
+            let mut p = 0;
+            while p < n {
+                let mask: __mmask16 = if n - p >= 16 {
+                    0xffff
+                } else {
+                    ((1u32 << (n - p)) - 1) as __mmask16
+                };
+                let iv = I::load16(idx.add(p), mask);
+                let vv = _mm512_maskz_loadu_ps(mask, vals.add(p));
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let xg = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        mask,
+                        iv,
+                        x.add(b * ldx),
+                    );
+                    *a = _mm512_fmadd_ps(vv, xg, *a);
+                }
+                p += 16;
+            }
+            for (b, a) in acc.iter().enumerate() {
+                *y.add(b * ldy) += _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gather_acc<I: Index>(
+        row_ptr: &[u32],
+        idx: &[I],
+        vals: &[f32],
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        let (vp, ip, xp) = (vals.as_ptr(), idx.as_ptr(), x.as_ptr());
+        for r in rows {
+            let s = row_ptr[r] as usize;
+            let n = row_ptr[r + 1] as usize - s;
+            // SAFETY: row_ptr bounds the row's non-zeros; forwarded contract for x and y.
+            unsafe {
+                let (v, i, yr) = (vp.add(s), ip.add(s), y.add(r));
+                match nb {
+                    1 => row::<I, 1>(v, i, n, xp, ldx, yr, ldy),
+                    2 => row::<I, 2>(v, i, n, xp, ldx, yr, ldy),
+                    3 => row::<I, 3>(v, i, n, xp, ldx, yr, ldy),
+                    4 => row::<I, 4>(v, i, n, xp, ldx, yr, ldy),
+                    _ => {
+                        // 5..=7: a block of four, then the rest one at a time.
+                        row::<I, 4>(v, i, n, xp, ldx, yr, ldy);
+                        for b in 4..nb {
+                            row::<I, 1>(v, i, n, xp.add(b * ldx), ldx, yr.add(b * ldy), ldy);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

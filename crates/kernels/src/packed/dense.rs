@@ -1,0 +1,304 @@
+//! Dense products `y[b, r] += W[r, :] · x[b, :]` over a block of rows, for f32 and bf16 weights.
+//!
+//! The weights stay in the `[rows, K]` layout (each output is one contiguous dot product): batch-1
+//! products are bound by the bytes of W, and this layout streams W exactly once, front to back,
+//! while x stays in L1. Several rows and batch rows share each load (register blocking): at batch
+//! 1 eight rows, at batch 2 four rows by two, beyond that four by four. bf16 weights are widened
+//! exactly to f32 (a 16-bit shift) and accumulated in f32, so only the weights are rounded.
+//!
+//! The AVX-512 path is chosen at run time; the portable path (lane arrays the compiler
+//! vectorizes) serves other CPUs and is checked against the same reference.
+
+use std::ops::Range;
+
+/// Weight storage of a dense matrix.
+#[derive(Clone, Copy)]
+pub(crate) enum DenseWeights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
+}
+
+/// bf16 → f32 (exact: bf16 is the upper half of an f32).
+#[inline(always)]
+pub fn bf16_to_f32(v: u16) -> f32 {
+    f32::from_bits((v as u32) << 16)
+}
+
+/// f32 → bf16 with round-to-nearest-even; NaN stays NaN.
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let round = 0x7fff + ((bits >> 16) & 1);
+    ((bits + round) >> 16) as u16
+}
+
+/// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`.
+///
+/// # Safety
+/// `y` must be valid for writes at every `b * ldy + r` touched, and no other thread may access
+/// those elements during the call. `w` holds at least `rows.end * k` values and `x` at least
+/// `(nb - 1) * ldx + k` (checked by the caller).
+pub(crate) unsafe fn dense_acc(
+    w: DenseWeights<'_>,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    nb: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: Range<usize>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: the CPU has the features; the caller's contract covers the pointers.
+        unsafe { avx512::dense_acc(w, k, x, ldx, nb, y, ldy, rows) };
+        return;
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { portable_dense_acc(w, k, x, ldx, nb, y, ldy, rows) }
+}
+
+/// Portable kernel: 8 f32 lanes per row, four rows at a time, one batch row at a time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable_dense_acc(
+    w: DenseWeights<'_>,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    nb: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: Range<usize>,
+) {
+    const L: usize = 8;
+    let row_value = |r: usize, j: usize| match w {
+        DenseWeights::F32(w) => w[r * k + j],
+        DenseWeights::Bf16(w) => bf16_to_f32(w[r * k + j]),
+    };
+    for r in rows {
+        for b in 0..nb {
+            let xb = &x[b * ldx..b * ldx + k];
+            let mut lanes = [0f32; L];
+            let main = k / L * L;
+            match w {
+                DenseWeights::F32(w) => {
+                    let wr = &w[r * k..r * k + main];
+                    for (wc, xc) in wr.chunks_exact(L).zip(xb.chunks_exact(L)) {
+                        for l in 0..L {
+                            lanes[l] = wc[l].mul_add(xc[l], lanes[l]);
+                        }
+                    }
+                }
+                DenseWeights::Bf16(w) => {
+                    let wr = &w[r * k..r * k + main];
+                    for (wc, xc) in wr.chunks_exact(L).zip(xb.chunks_exact(L)) {
+                        for l in 0..L {
+                            lanes[l] = bf16_to_f32(wc[l]).mul_add(xc[l], lanes[l]);
+                        }
+                    }
+                }
+            }
+            let mut s: f32 = lanes.iter().sum();
+            for (j, xv) in xb.iter().enumerate().skip(main) {
+                s += row_value(r, j) * xv;
+            }
+            // SAFETY: caller contract.
+            unsafe { *y.add(b * ldy + r) += s };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use super::DenseWeights;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// AVX-512 F/BW/VL (masked 16-bit loads for the bf16 tails).
+    pub(crate) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    /// Loads 16 weights from `p` (fewer under `mask`) as f32.
+    trait Load {
+        unsafe fn load(p: *const Self, mask: __mmask16) -> __m512;
+    }
+    impl Load for f32 {
+        #[inline(always)]
+        unsafe fn load(p: *const f32, mask: __mmask16) -> __m512 {
+            // SAFETY: caller keeps the masked lanes in bounds.
+            unsafe { _mm512_maskz_loadu_ps(mask, p) }
+        }
+    }
+    impl Load for u16 {
+        #[inline(always)]
+        unsafe fn load(p: *const u16, mask: __mmask16) -> __m512 {
+            // SAFETY: caller keeps the masked lanes in bounds.
+            unsafe {
+                let h = _mm256_maskz_loadu_epi16(mask, p as *const i16);
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    /// `R` rows by `NB` batch rows: R·NB accumulators, each W load used NB times and each x load
+    /// R times.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<T: Load, const R: usize, const NB: usize>(
+        w: *const T,
+        k: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        // SAFETY (whole body): pointers are in bounds by the caller's contract; masked lanes
+        // beyond k are never read.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NB]; R];
+            let mut j = 0;
+            while j < k {
+                let mask: __mmask16 = if k - j >= 16 {
+                    0xffff
+                } else {
+                    ((1u32 << (k - j)) - 1) as __mmask16
+                };
+                let mut xv = [_mm512_setzero_ps(); NB];
+                for (b, v) in xv.iter_mut().enumerate() {
+                    *v = _mm512_maskz_loadu_ps(mask, x.add(b * ldx + j));
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let wv = T::load(w.add(r * k + j), mask);
+                    for b in 0..NB {
+                        acc_r[b] = _mm512_fmadd_ps(wv, xv[b], acc_r[b]);
+                    }
+                }
+                j += 16;
+            }
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (b, a) in acc_r.iter().enumerate() {
+                    *y.add(b * ldy + r) += _mm512_reduce_add_ps(*a);
+                }
+            }
+        }
+    }
+
+    /// Rows in blocks of `R`, then single rows; batch rows in blocks of `NB`, then singles.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn sweep<T: Load, const R: usize, const NB: usize>(
+        w: &[T],
+        k: usize,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        let wp = w.as_ptr();
+        let xp = x.as_ptr();
+        let mut r = rows.start;
+        // SAFETY (whole body): forwarded contract of `dense_acc`.
+        unsafe {
+            while r + R <= rows.end {
+                let mut b = 0;
+                while b + NB <= nb {
+                    block::<T, R, NB>(
+                        wp.add(r * k),
+                        k,
+                        xp.add(b * ldx),
+                        ldx,
+                        y.add(b * ldy + r),
+                        ldy,
+                    );
+                    b += NB;
+                }
+                while b < nb {
+                    block::<T, R, 1>(
+                        wp.add(r * k),
+                        k,
+                        xp.add(b * ldx),
+                        ldx,
+                        y.add(b * ldy + r),
+                        ldy,
+                    );
+                    b += 1;
+                }
+                r += R;
+            }
+            while r < rows.end {
+                let mut b = 0;
+                while b + NB <= nb {
+                    block::<T, 1, NB>(
+                        wp.add(r * k),
+                        k,
+                        xp.add(b * ldx),
+                        ldx,
+                        y.add(b * ldy + r),
+                        ldy,
+                    );
+                    b += NB;
+                }
+                while b < nb {
+                    block::<T, 1, 1>(
+                        wp.add(r * k),
+                        k,
+                        xp.add(b * ldx),
+                        ldx,
+                        y.add(b * ldy + r),
+                        ldy,
+                    );
+                    b += 1;
+                }
+                r += 1;
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn dense_acc(
+        w: DenseWeights<'_>,
+        k: usize,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match (w, nb) {
+                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::Bf16(w), 1) => sweep::<u16, 8, 1>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::Bf16(w), 2) => sweep::<u16, 4, 2>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::Bf16(w), _) => sweep::<u16, 4, 4>(w, k, x, ldx, nb, y, ldy, rows),
+            }
+        }
+    }
+}
+
+/// Runs the portable kernel even where AVX-512 exists (tests compare both against the reference).
+#[cfg(test)]
+pub(crate) unsafe fn dense_acc_portable(
+    w: DenseWeights<'_>,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    nb: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { portable_dense_acc(w, k, x, ldx, nb, y, ldy, rows) }
+}
