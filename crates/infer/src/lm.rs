@@ -1,0 +1,202 @@
+//! A prepared word-level language model: embedding lookup, the stack, and the decoder, for a
+//! whole sequence or step by step.
+
+use crate::matrix::{FormatChoice, GateMatrix, Tuning};
+use crate::parallel::{for_parts, split_units, SharedMut};
+use crate::plan::{Dtype, PlanOptions, StackPlan, StackState};
+use crate::weights::ModelWeights;
+use crate::InferError;
+use kernels::packed::Format;
+
+/// Which steps' logits to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steps {
+    Last,
+    All,
+}
+
+/// Embedding + stack + decoder, or any part of it that the weights hold.
+pub struct ModelPlan {
+    /// (V, E) when the model has an embedding.
+    embedding: Option<(usize, Vec<f32>)>,
+    stack: StackPlan,
+    /// The decoder as one "gate block" (V, H) — the gate split is not used, only the packing.
+    decoder: Option<(GateMatrix, Vec<f32>)>,
+    x: Vec<f32>,
+    logits: Vec<f32>,
+    threads: usize,
+}
+
+impl ModelPlan {
+    pub fn new(w: &ModelWeights, opts: &PlanOptions) -> Result<ModelPlan, InferError> {
+        let stack = StackPlan::new(&w.layers, opts)?;
+        let decoder = match &w.decoder {
+            None => None,
+            Some((dw, db)) => {
+                let v = db.len();
+                let h = stack.output();
+                // Padding V to a multiple of 4 lets the decoder reuse the four-block packing.
+                let rows = v.div_ceil(4);
+                let mut padded = dw.clone();
+                padded.resize(4 * rows * h, 0.0);
+                let dense = if opts.dtype == Dtype::Bf16 {
+                    Format::Bf16
+                } else {
+                    Format::Dense
+                };
+                let choice = match opts.format {
+                    FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
+                    f => f,
+                };
+                let tuning = Tuning {
+                    dense,
+                    choice,
+                    nb: opts.batch,
+                };
+                Some((GateMatrix::pack(&padded, rows, h, &tuning)?, db.clone()))
+            }
+        };
+        Ok(ModelPlan {
+            embedding: w.embedding.clone(),
+            stack,
+            decoder,
+            x: Vec::new(),
+            logits: Vec::new(),
+            threads: opts.threads,
+        })
+    }
+
+    pub fn stack(&self) -> &StackPlan {
+        &self.stack
+    }
+
+    pub fn vocab(&self) -> Option<usize> {
+        self.embedding.as_ref().map(|(v, _)| *v)
+    }
+
+    pub fn has_decoder(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    /// Width of one output row: the vocabulary with a decoder, else the stack's output.
+    pub fn output(&self) -> usize {
+        self.decoder
+            .as_ref()
+            .map_or(self.stack.output(), |(_, b)| b.len())
+    }
+
+    /// Weight bytes one step reads (embedding rows excluded: one row per token).
+    pub fn weight_bytes(&self) -> usize {
+        self.stack.weight_bytes() + self.decoder.as_ref().map_or(0, |(m, _)| m.bytes())
+    }
+
+    /// Multiply-adds of one step of one batch row.
+    pub fn macs_per_step(&self) -> usize {
+        self.stack.macs_per_step() + self.decoder.as_ref().map_or(0, |(m, _)| m.nnz())
+    }
+
+    /// Looks up token ids (T, B) in the embedding.
+    fn embed(&mut self, tokens: &[u32]) -> Result<(), InferError> {
+        let (v, e) = self.embedding.as_ref().ok_or_else(|| {
+            InferError::Input(
+                "this model has no embedding (`encoder.weight`): give input vectors, not tokens"
+                    .into(),
+            )
+        })?;
+        let width = e.len() / v;
+        self.x.clear();
+        for &tok in tokens {
+            let t = tok as usize;
+            if t >= *v {
+                return Err(InferError::Input(format!(
+                    "token id {tok} is outside the vocabulary of {v} words"
+                )));
+            }
+            self.x.extend_from_slice(&e[t * width..(t + 1) * width]);
+        }
+        Ok(())
+    }
+
+    /// Logits (or the stack's output when there is no decoder) for tokens (T, B).
+    pub fn run_tokens(
+        &mut self,
+        tokens: &[u32],
+        t: usize,
+        b: usize,
+        state: Option<&mut StackState>,
+        steps: Steps,
+    ) -> Result<&[f32], InferError> {
+        if tokens.len() != t * b {
+            return Err(InferError::Input(format!(
+                "{} tokens given for T x B = {t} x {b}",
+                tokens.len()
+            )));
+        }
+        self.embed(tokens)?;
+        let x = std::mem::take(&mut self.x);
+        let r = self.run_inner(&x, t, b, state, steps);
+        self.x = x;
+        r?;
+        Ok(&self.logits)
+    }
+
+    /// Like [`ModelPlan::run_tokens`] from input vectors (T, B, I) (models without embedding).
+    pub fn run(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<&mut StackState>,
+        steps: Steps,
+    ) -> Result<&[f32], InferError> {
+        self.run_inner(x, t, b, state, steps)?;
+        Ok(&self.logits)
+    }
+
+    fn run_inner(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        state: Option<&mut StackState>,
+        steps: Steps,
+    ) -> Result<(), InferError> {
+        let h = self.stack.output();
+        let top = self.stack.run(x, t, b, state)?;
+        let rows_from = match steps {
+            Steps::All => 0,
+            Steps::Last => (t - 1) * b,
+        };
+        let top = &top[rows_from * h..];
+        let nb = top.len() / h;
+        match &self.decoder {
+            None => {
+                self.logits.clear();
+                self.logits.extend_from_slice(top);
+            }
+            Some((m, bias)) => {
+                let v = bias.len();
+                let padded = 4 * m.rows;
+                self.logits.clear();
+                self.logits.resize(nb * padded, 0.0);
+                for row in self.logits.chunks_exact_mut(padded) {
+                    row[..v].copy_from_slice(bias);
+                }
+                let ranges = split_units(m.rows, self.threads);
+                let lp = SharedMut(self.logits.as_mut_ptr());
+                for_parts(ranges.len(), |p| {
+                    // SAFETY: part p writes rows ranges[p] of each of the four blocks only.
+                    unsafe { m.acc_units(top, h, nb, lp.get(), padded, ranges[p].clone()) };
+                });
+                if padded != v {
+                    // Drop the padding rows: compact (nb, padded) to (nb, v) in place.
+                    for r in 1..nb {
+                        self.logits.copy_within(r * padded..r * padded + v, r * v);
+                    }
+                    self.logits.truncate(nb * v);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! A cell's weight matrix split by gate (four `[rows, cols]` blocks, gate order i, f, g, o), each
+//! packed in the format that runs fastest for it.
+//!
+//! Splitting by gate lets threads own a range of hidden units across all four gates (so each
+//! thread can finish its units' gate epilogue without waiting for the others), and keeps block
+//! rows of BSR inside one gate whatever H is.
+
+use crate::InferError;
+use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
+use kernels::rng::CounterRng;
+use std::ops::Range;
+use std::time::Instant;
+
+/// Which storage format the plan uses for each weight matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatChoice {
+    /// Time the candidates on each matrix and keep the fastest: the dense format of the dtype,
+    /// plus CSR and every BSR block shape when at least half of the matrix is zero.
+    Auto,
+    /// Use this format for every matrix.
+    Fixed(Format),
+}
+
+impl std::str::FromStr for FormatChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FormatChoice, String> {
+        if s == "auto" {
+            Ok(FormatChoice::Auto)
+        } else {
+            s.parse::<Format>()
+                .map(FormatChoice::Fixed)
+                .map_err(|e| format!("{e}, or auto"))
+        }
+    }
+}
+
+/// Four gate blocks of one weight matrix.
+pub(crate) struct GateMatrix {
+    pub gates: Vec<PackedMatrix>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// What to measure the candidates on: the batch width the matrix will see.
+pub(crate) struct Tuning {
+    pub dense: Format,
+    pub choice: FormatChoice,
+    pub nb: usize,
+}
+
+impl GateMatrix {
+    /// Packs `w` (4·rows, cols), gate-major.
+    pub fn pack(
+        w: &[f32],
+        rows: usize,
+        cols: usize,
+        tuning: &Tuning,
+    ) -> Result<GateMatrix, InferError> {
+        if w.len() != 4 * rows * cols {
+            return Err(InferError::Config(format!(
+                "weight of {} values is not 4 x {rows} x {cols}",
+                w.len()
+            )));
+        }
+        let gates = (0..4)
+            .map(|k| {
+                pack_one(
+                    &w[k * rows * cols..(k + 1) * rows * cols],
+                    rows,
+                    cols,
+                    tuning,
+                )
+            })
+            .collect();
+        Ok(GateMatrix { gates, rows, cols })
+    }
+
+    /// `y[b * ldy + k * rows + r] += W_k[r, :] · x[b * ldx ..]` for every gate k, `r` in `units`.
+    ///
+    /// # Safety
+    /// `y` valid for those elements and not accessed by other threads meanwhile.
+    pub unsafe fn acc_units(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        units: Range<usize>,
+    ) {
+        for (k, g) in self.gates.iter().enumerate() {
+            // SAFETY: forwarded; gate k's rows sit at offset k * rows of each y row.
+            unsafe { g.acc_raw(x, ldx, nb, y.add(k * self.rows), ldy, units.clone()) };
+        }
+    }
+
+    /// Like `acc_units` but gate k reads its own input block `x[b * ldx + k * xstride ..]` (the
+    /// second layer of an H-LSTM gate reads that gate's hidden layer).
+    ///
+    /// # Safety
+    /// As `acc_units`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn acc_units_per_gate(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        xstride: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        units: Range<usize>,
+    ) {
+        for (k, g) in self.gates.iter().enumerate() {
+            // SAFETY: forwarded.
+            unsafe {
+                g.acc_raw(
+                    &x[k * xstride..],
+                    ldx,
+                    nb,
+                    y.add(k * self.rows),
+                    ldy,
+                    units.clone(),
+                )
+            };
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.gates.iter().map(|g| g.bytes()).sum()
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.gates.iter().map(|g| g.nnz()).sum()
+    }
+
+    /// The formats of the four gate blocks, e.g. `csr` or `csr,csr,bsr4x4,csr`.
+    pub fn formats(&self) -> String {
+        let f: Vec<String> = self.gates.iter().map(|g| g.format().to_string()).collect();
+        if f.iter().all(|x| *x == f[0]) {
+            f[0].clone()
+        } else {
+            f.join(",")
+        }
+    }
+}
+
+fn pack_one(w: &[f32], rows: usize, cols: usize, tuning: &Tuning) -> PackedMatrix {
+    match tuning.choice {
+        FormatChoice::Fixed(f) => PackedMatrix::pack(w, rows, cols, f),
+        FormatChoice::Auto => {
+            let zeros = w.iter().filter(|v| **v == 0.0).count();
+            let mut candidates = vec![tuning.dense];
+            if zeros * 2 >= w.len() {
+                candidates.push(Format::Csr);
+                candidates.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
+            }
+            if candidates.len() == 1 {
+                return PackedMatrix::pack(w, rows, cols, tuning.dense);
+            }
+            let mut best: Option<(f64, PackedMatrix)> = None;
+            for f in candidates {
+                let m = PackedMatrix::pack(w, rows, cols, f);
+                let t = time_product(&m, tuning.nb);
+                if best.as_ref().is_none_or(|(bt, _)| t < *bt) {
+                    best = Some((t, m));
+                }
+            }
+            best.expect("one candidate at least").1
+        }
+    }
+}
+
+/// Median seconds of one full product at batch `nb` (a warm-up run, then 5 timed).
+pub(crate) fn time_product(m: &PackedMatrix, nb: usize) -> f64 {
+    let rng = CounterRng::new(17);
+    let x: Vec<f32> = (0..(nb * m.cols()) as u64)
+        .map(|i| rng.uniform(0, i) - 0.5)
+        .collect();
+    let mut y = vec![0f32; nb * m.rows()];
+    let mut times = Vec::with_capacity(5);
+    for rep in 0..6 {
+        let start = Instant::now();
+        m.acc(&x, m.cols(), nb, &mut y, m.rows(), 0..m.rows());
+        if rep > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&y);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}

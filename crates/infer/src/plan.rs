@@ -1,0 +1,682 @@
+//! The prepared stack: packed weights, buffers kept between calls, and the step loop.
+//!
+//! Per layer and direction: the input projection of all T steps is one product over T·B rows
+//! (bias folded in), written into the gate buffer; then per step the recurrent product adds
+//! `W_hh h_{t-1}` to that step's gates in place and the fused epilogue turns them into c_t and
+//! h_t, written straight into the layer's output (which is the next layer's input). Threads own
+//! ranges of hidden units across all four gates, so one fork-join per step suffices (two for
+//! the H-LSTM, whose gate hidden layer must be complete before its second layer). Whether a
+//! layer's steps are split over threads at all is measured when the plan is built.
+
+use crate::matrix::{FormatChoice, GateMatrix, Tuning};
+use crate::parallel::{for_parts, split_units, SharedMut};
+use crate::weights::{CellWeights, LayerWeights};
+use crate::InferError;
+use kernels::activation::{exp_f32, tanh_f32};
+use kernels::packed::Format;
+use kernels::rng::CounterRng;
+use std::ops::Range;
+use std::time::Instant;
+
+/// Weight storage precision of the dense matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    /// bf16 weights, widened to f32 in the kernel (activations and accumulation stay f32).
+    Bf16,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dtype, String> {
+        match s {
+            "f32" => Ok(Dtype::F32),
+            "bf16" => Ok(Dtype::Bf16),
+            _ => Err(format!("unknown dtype `{s}`: expected f32 or bf16")),
+        }
+    }
+}
+
+/// How to build a plan.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    pub dtype: Dtype,
+    pub format: FormatChoice,
+    /// Most threads one step may use (1 = single-threaded).
+    pub threads: usize,
+    /// Batch width the plan is tuned for (formats and threading are measured at it).
+    pub batch: usize,
+    /// Sequence length the plan is tuned for (the input projection's width is seq · batch).
+    pub seq: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            dtype: Dtype::F32,
+            format: FormatChoice::Fixed(Format::Dense),
+            threads: rayon::current_num_threads(),
+            batch: 1,
+            seq: 35,
+        }
+    }
+}
+
+pub(crate) enum Cell {
+    Lstm {
+        w_ih: GateMatrix,
+        w_hh: GateMatrix,
+        bias: Vec<f32>,
+    },
+    Hlstm {
+        m: usize,
+        w_ih1: GateMatrix,
+        w_hh1: GateMatrix,
+        b1: Vec<f32>,
+        w2: GateMatrix,
+        b2: Vec<f32>,
+    },
+}
+
+struct Direction {
+    cell: Cell,
+    reverse: bool,
+    /// Threads one step is split over (1 or the plan's threads, whichever measured faster).
+    parts: usize,
+}
+
+struct Layer {
+    input: usize,
+    hidden: usize,
+    dirs: Vec<Direction>,
+}
+
+impl Layer {
+    fn output(&self) -> usize {
+        self.hidden * self.dirs.len()
+    }
+}
+
+/// Recurrent state of a stack: h and c per layer (unidirectional stacks only), (B, H) each.
+#[derive(Clone, Debug)]
+pub struct StackState {
+    pub batch: usize,
+    pub h: Vec<Vec<f32>>,
+    pub c: Vec<Vec<f32>>,
+}
+
+/// A prepared LSTM / H-LSTM stack.
+pub struct StackPlan {
+    layers: Vec<Layer>,
+    threads: usize,
+    // Buffers kept between calls (grown on demand, never shrunk).
+    gates: Vec<f32>,
+    pre: Vec<f32>,
+    outs: Vec<Vec<f32>>,
+    zero_h: Vec<f32>,
+    c_tmp: Vec<f32>,
+}
+
+/// One row of a matrix description: name, format, non-zeros, bytes.
+#[derive(Clone, Debug)]
+pub struct MatrixInfo {
+    pub name: String,
+    pub format: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub nnz: usize,
+    pub bytes: usize,
+}
+
+impl StackPlan {
+    /// Packs the layers. With `FormatChoice::Auto` each gate block is timed in each candidate
+    /// format; with more than one thread each direction's step is timed split and unsplit.
+    pub fn new(layers: &[LayerWeights], opts: &PlanOptions) -> Result<StackPlan, InferError> {
+        if layers.is_empty() {
+            return Err(InferError::Config(
+                "a stack needs at least one layer".into(),
+            ));
+        }
+        if opts.threads == 0 || opts.batch == 0 || opts.seq == 0 {
+            return Err(InferError::Config(
+                "plan threads, batch and seq must be > 0".into(),
+            ));
+        }
+        let dense = match opts.dtype {
+            Dtype::F32 => Format::Dense,
+            Dtype::Bf16 => Format::Bf16,
+        };
+        let format = match opts.format {
+            // A fixed dense format follows the dtype.
+            FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
+            f => f,
+        };
+        let step = Tuning {
+            dense,
+            choice: format,
+            nb: opts.batch,
+        };
+        let hoisted = Tuning {
+            dense,
+            choice: format,
+            nb: opts.batch * opts.seq,
+        };
+        let mut out = Vec::new();
+        for (l, lw) in layers.iter().enumerate() {
+            let (i, h) = (lw.input, lw.hidden);
+            if l > 0 && i != layers[l - 1].output() {
+                return Err(InferError::Config(format!(
+                    "layer {l} input {i} != layer {} output",
+                    l - 1
+                )));
+            }
+            let mut dirs = Vec::new();
+            for (d, cw) in lw.directions.iter().enumerate() {
+                let cell = match cw {
+                    CellWeights::Lstm { w_ih, w_hh, bias } => Cell::Lstm {
+                        w_ih: GateMatrix::pack(w_ih, h, i, &hoisted)?,
+                        w_hh: GateMatrix::pack(w_hh, h, h, &step)?,
+                        bias: bias.clone(),
+                    },
+                    CellWeights::Hlstm {
+                        m,
+                        w_ih1,
+                        w_hh1,
+                        b1,
+                        w2,
+                        b2,
+                    } => Cell::Hlstm {
+                        m: *m,
+                        w_ih1: GateMatrix::pack(w_ih1, *m, i, &hoisted)?,
+                        w_hh1: GateMatrix::pack(w_hh1, *m, h, &step)?,
+                        b1: b1.clone(),
+                        w2: GateMatrix::pack(w2, h, *m, &step)?,
+                        b2: b2.clone(),
+                    },
+                };
+                dirs.push(Direction {
+                    cell,
+                    reverse: d == 1,
+                    parts: 1,
+                });
+            }
+            out.push(Layer {
+                input: i,
+                hidden: h,
+                dirs,
+            });
+        }
+        let mut plan = StackPlan {
+            layers: out,
+            threads: opts.threads,
+            gates: Vec::new(),
+            pre: Vec::new(),
+            outs: Vec::new(),
+            zero_h: Vec::new(),
+            c_tmp: Vec::new(),
+        };
+        if opts.threads > 1 {
+            plan.tune_threads(opts.batch);
+        }
+        Ok(plan)
+    }
+
+    /// Input width of the first layer.
+    pub fn input(&self) -> usize {
+        self.layers[0].input
+    }
+
+    /// Output width of the last layer.
+    pub fn output(&self) -> usize {
+        self.layers.last().expect("non-empty").output()
+    }
+
+    pub fn bidirectional(&self) -> bool {
+        self.layers.iter().any(|l| l.dirs.len() > 1)
+    }
+
+    /// Multiply-adds of one step of one batch row (all layers, directions and matrices, counting
+    /// the stored values: zeros of a dense matrix count, pruned ones of a sparse one do not).
+    pub fn macs_per_step(&self) -> usize {
+        self.matrices().iter().map(|m| m.nnz).sum()
+    }
+
+    /// Bytes of weights one step reads (every matrix once).
+    pub fn weight_bytes(&self) -> usize {
+        self.matrices().iter().map(|m| m.bytes).sum()
+    }
+
+    /// Each matrix of the plan with the format chosen for it.
+    pub fn matrices(&self) -> Vec<MatrixInfo> {
+        let mut v = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (d, dir) in layer.dirs.iter().enumerate() {
+                let s = if d == 0 { "" } else { "_reverse" };
+                let mats: Vec<(&str, &GateMatrix)> = match &dir.cell {
+                    Cell::Lstm { w_ih, w_hh, .. } => vec![("weight_ih", w_ih), ("weight_hh", w_hh)],
+                    Cell::Hlstm {
+                        w_ih1, w_hh1, w2, ..
+                    } => {
+                        vec![
+                            ("weight_ih1", w_ih1),
+                            ("weight_hh1", w_hh1),
+                            ("weight2", w2),
+                        ]
+                    }
+                };
+                for (name, m) in mats {
+                    v.push(MatrixInfo {
+                        name: format!("{name}_l{l}{s}"),
+                        format: m.formats(),
+                        rows: 4 * m.rows,
+                        cols: m.cols,
+                        nnz: m.nnz(),
+                        bytes: m.bytes(),
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    /// Threads each layer's steps are split over, per direction.
+    pub fn step_threads(&self) -> Vec<usize> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.dirs.iter().map(|d| d.parts))
+            .collect()
+    }
+
+    /// A zero state for streaming with batch `b`.
+    pub fn zero_state(&self, b: usize) -> StackState {
+        StackState {
+            batch: b,
+            h: self
+                .layers
+                .iter()
+                .map(|l| vec![0.0; b * l.hidden])
+                .collect(),
+            c: self
+                .layers
+                .iter()
+                .map(|l| vec![0.0; b * l.hidden])
+                .collect(),
+        }
+    }
+
+    /// Runs `x` (T, B, I) through the stack and returns the last layer's output (T, B, out).
+    /// With a state the run starts from it and leaves the final state in it (streaming; one
+    /// step at a time is `t = 1`); without, it starts from zero. Bidirectional stacks run whole
+    /// sequences only.
+    pub fn run(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        b: usize,
+        mut state: Option<&mut StackState>,
+    ) -> Result<&[f32], InferError> {
+        let i0 = self.input();
+        if t == 0 || b == 0 {
+            return Err(InferError::Input(
+                "empty input: need at least one step and one batch row".into(),
+            ));
+        }
+        if x.len() != t * b * i0 {
+            return Err(InferError::Input(format!(
+                "input has {} values, expected T x B x I = {t} x {b} x {i0} = {}",
+                x.len(),
+                t * b * i0
+            )));
+        }
+        if let Some(s) = &state {
+            if self.bidirectional() {
+                return Err(InferError::Input(
+                    "a bidirectional stack reads the whole sequence: it cannot carry a streaming state".into(),
+                ));
+            }
+            if s.batch != b || s.h.len() != self.layers.len() {
+                return Err(InferError::Input(format!(
+                    "state is for batch {}, input has batch {b}",
+                    s.batch
+                )));
+            }
+        }
+        let _ftz = kernels::fpmode::FlushDenormals::new();
+        let n_layers = self.layers.len();
+        self.outs.resize_with(n_layers, Vec::new);
+        for l in 0..n_layers {
+            let (input, rest) = self.outs.split_at_mut(l);
+            let x_l: &[f32] = if l == 0 { x } else { &input[l - 1] };
+            let layer = &self.layers[l];
+            let out = &mut rest[0];
+            out.resize(t * b * layer.output(), 0.0);
+            for (d, dir) in layer.dirs.iter().enumerate() {
+                let st = state
+                    .as_deref_mut()
+                    .map(|s| (&mut s.h[l][..], &mut s.c[l][..]));
+                run_direction(
+                    dir,
+                    layer.input,
+                    layer.hidden,
+                    x_l,
+                    t,
+                    b,
+                    out,
+                    d * layer.hidden,
+                    layer.output(),
+                    st,
+                    Scratch {
+                        gates: &mut self.gates,
+                        pre: &mut self.pre,
+                        zero_h: &mut self.zero_h,
+                        c: &mut self.c_tmp,
+                    },
+                    self.threads,
+                );
+            }
+        }
+        Ok(&self.outs[n_layers - 1])
+    }
+
+    /// Picks, per direction, whether a step is split over the plan's threads: times a few steps
+    /// both ways on random input.
+    fn tune_threads(&mut self, b: usize) {
+        let t = 6;
+        let rng = CounterRng::new(5);
+        for l in 0..self.layers.len() {
+            let (input, hidden, out_w) = (
+                self.layers[l].input,
+                self.layers[l].hidden,
+                self.layers[l].output(),
+            );
+            let x: Vec<f32> = (0..(t * b * input) as u64)
+                .map(|i| rng.uniform(0, i) - 0.5)
+                .collect();
+            let mut out = vec![0f32; t * b * out_w];
+            for d in 0..self.layers[l].dirs.len() {
+                let mut best = (f64::INFINITY, 1);
+                for parts in [1, self.threads] {
+                    self.layers[l].dirs[d].parts = parts;
+                    let mut times = Vec::new();
+                    for rep in 0..4 {
+                        let start = Instant::now();
+                        run_direction(
+                            &self.layers[l].dirs[d],
+                            input,
+                            hidden,
+                            &x,
+                            t,
+                            b,
+                            &mut out,
+                            d * hidden,
+                            out_w,
+                            None,
+                            Scratch {
+                                gates: &mut self.gates,
+                                pre: &mut self.pre,
+                                zero_h: &mut self.zero_h,
+                                c: &mut self.c_tmp,
+                            },
+                            self.threads,
+                        );
+                        if rep > 0 {
+                            times.push(start.elapsed().as_secs_f64());
+                        }
+                    }
+                    times.sort_by(f64::total_cmp);
+                    if times[1] < best.0 {
+                        best = (times[1], parts);
+                    }
+                }
+                self.layers[l].dirs[d].parts = best.1;
+            }
+        }
+    }
+}
+
+/// Buffers a direction borrows from the plan.
+struct Scratch<'a> {
+    gates: &'a mut Vec<f32>,
+    pre: &'a mut Vec<f32>,
+    zero_h: &'a mut Vec<f32>,
+    c: &'a mut Vec<f32>,
+}
+
+/// One direction of one layer over the whole sequence, writing h_t into columns
+/// `col0 .. col0 + H` of `out` (T, B, ldo).
+#[allow(clippy::too_many_arguments)]
+fn run_direction(
+    dir: &Direction,
+    input: usize,
+    h: usize,
+    x: &[f32],
+    t: usize,
+    b: usize,
+    out: &mut [f32],
+    col0: usize,
+    ldo: usize,
+    state: Option<(&mut [f32], &mut [f32])>,
+    s: Scratch<'_>,
+    threads: usize,
+) {
+    // Gate pre-activations of every step: (T, B, G), G = 4H for the LSTM, 4M for the H-LSTM.
+    let (g, w_in, bias) = match &dir.cell {
+        Cell::Lstm { w_ih, bias, .. } => (4 * h, w_ih, bias),
+        Cell::Hlstm { m, w_ih1, b1, .. } => (4 * m, w_ih1, b1),
+    };
+    let gates = s.gates;
+    gates.resize(t * b * g, 0.0);
+    for row in gates.chunks_exact_mut(g) {
+        row.copy_from_slice(bias);
+    }
+    let per_gate = g / 4;
+    let proj_ranges = split_units(per_gate, threads);
+    let gp = SharedMut(gates.as_mut_ptr());
+    for_parts(proj_ranges.len(), |p| {
+        // SAFETY: part p writes rows proj_ranges[p] of each gate block, disjoint across parts;
+        // `gates` holds T·B rows of G and outlives the join.
+        unsafe { w_in.acc_units(x, input, t * b, gp.get(), g, proj_ranges[p].clone()) };
+    });
+
+    match state {
+        Some((sh, sc)) => {
+            // h_{-1} is copied: during the loop the output rows, not the state, feed the steps.
+            s.zero_h.clear();
+            s.zero_h.extend_from_slice(sh);
+            step_loop(dir, h, t, b, gates, out, col0, ldo, s.zero_h, sc, s.pre);
+            let last = if dir.reverse { 0 } else { t - 1 };
+            for bb in 0..b {
+                let src = (last * b + bb) * ldo + col0;
+                sh[bb * h..(bb + 1) * h].copy_from_slice(&out[src..src + h]);
+            }
+        }
+        None => {
+            s.zero_h.clear();
+            s.zero_h.resize(b * h, 0.0);
+            s.c.clear();
+            s.c.resize(b * h, 0.0);
+            step_loop(dir, h, t, b, gates, out, col0, ldo, s.zero_h, s.c, s.pre);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_loop(
+    dir: &Direction,
+    h: usize,
+    t: usize,
+    b: usize,
+    gates: &mut [f32],
+    out: &mut [f32],
+    col0: usize,
+    ldo: usize,
+    h0: &[f32],
+    c: &mut [f32],
+    pre: &mut Vec<f32>,
+) {
+    let units = split_units(h, dir.parts);
+    let g = gates.len() / (t * b);
+    let (gp, op, cp) = (
+        SharedMut(gates.as_mut_ptr()),
+        SharedMut(out.as_mut_ptr()),
+        SharedMut(c.as_mut_ptr()),
+    );
+    let out_len = out.len();
+    if let Cell::Hlstm { .. } = dir.cell {
+        pre.resize(b * 4 * h, 0.0);
+    }
+    let pp = SharedMut(pre.as_mut_ptr());
+    for s in 0..t {
+        let tt = if dir.reverse { t - 1 - s } else { s };
+        // h_{t-1}: the state for the first step, else the previous step's output row.
+        let prev = if s == 0 {
+            None
+        } else {
+            Some(if dir.reverse { tt + 1 } else { tt - 1 })
+        };
+        let h_prev = |op: SharedMut| -> (&[f32], usize) {
+            match prev {
+                None => (h0, h),
+                Some(pt) => {
+                    let start = pt * b * ldo + col0;
+                    let len = (b - 1) * ldo + h;
+                    debug_assert!(start + len <= out_len);
+                    // SAFETY: row `pt` of `out` is complete (written by the previous step's join)
+                    // and no part writes it during this step (they write row `tt`).
+                    (
+                        unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
+                        ldo,
+                    )
+                }
+            }
+        };
+        let g_t = tt * b * g;
+        let h_out = tt * b * ldo + col0;
+        match &dir.cell {
+            Cell::Lstm { w_hh, .. } => for_parts(units.len(), |p| {
+                let r = units[p].clone();
+                let (hp, ldh) = h_prev(op);
+                // SAFETY: part p touches only units r of every gate, of c and of h_t: disjoint
+                // across parts; all buffers outlive the join.
+                unsafe {
+                    w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
+                    lstm_epilogue(
+                        gp.get().add(g_t),
+                        g,
+                        h,
+                        b,
+                        r,
+                        cp.get(),
+                        op.get().add(h_out),
+                        ldo,
+                    );
+                }
+            }),
+            Cell::Hlstm {
+                m, w_hh1, w2, b2, ..
+            } => {
+                let m = *m;
+                let hidden_ranges = split_units(m, dir.parts);
+                for_parts(hidden_ranges.len(), |p| {
+                    let r = hidden_ranges[p].clone();
+                    let (hp, ldh) = h_prev(op);
+                    // SAFETY: part p touches units r of each gate's hidden layer only.
+                    unsafe {
+                        w_hh1.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
+                        relu_units(gp.get().add(g_t), g, m, b, r);
+                    }
+                });
+                for_parts(units.len(), |p| {
+                    let r = units[p].clone();
+                    // SAFETY: the gate hidden layers of step tt are complete (joined above) and
+                    // only read here; part p writes units r of `pre`, c and h_t.
+                    unsafe {
+                        let z = std::slice::from_raw_parts(gp.get().add(g_t), (b - 1) * g + g);
+                        for bb in 0..b {
+                            for k in 0..4 {
+                                let dst = pp.get().add(bb * 4 * h + k * h);
+                                for j in r.clone() {
+                                    *dst.add(j) = b2[k * h + j];
+                                }
+                            }
+                        }
+                        w2.acc_units_per_gate(z, g, m, b, pp.get(), 4 * h, r.clone());
+                        lstm_epilogue(pp.get(), 4 * h, h, b, r, cp.get(), op.get().add(h_out), ldo);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// ReLU in place on units `r` of the four gate hidden layers of each batch row.
+///
+/// # Safety
+/// `z` holds `b` rows of `ldz` ≥ 4M values; no other thread touches units `r`.
+unsafe fn relu_units(z: *mut f32, ldz: usize, m: usize, b: usize, r: Range<usize>) {
+    for bb in 0..b {
+        for k in 0..4 {
+            // SAFETY: inside row bb, gate k, units r.
+            let row = unsafe {
+                std::slice::from_raw_parts_mut(z.add(bb * ldz + k * m + r.start), r.len())
+            };
+            for v in row {
+                *v = v.max(0.0);
+            }
+        }
+    }
+}
+
+/// The fused gate epilogue on units `r`: gates (B, ldg) with planes i, f, g, o of width `h`;
+/// c (B, h) updated in place; h_t written to `h_out` (B, ldh).
+///
+/// # Safety
+/// The pointers cover those extents and no other thread touches units `r` of them.
+#[allow(clippy::too_many_arguments)]
+unsafe fn lstm_epilogue(
+    gates: *const f32,
+    ldg: usize,
+    h: usize,
+    b: usize,
+    r: Range<usize>,
+    c: *mut f32,
+    h_out: *mut f32,
+    ldh: usize,
+) {
+    let n = r.len();
+    for bb in 0..b {
+        // SAFETY: the four planes, c and h_t rows of batch row bb restricted to units r.
+        unsafe {
+            let g = gates.add(bb * ldg + r.start);
+            let plane = |k: usize| std::slice::from_raw_parts(g.add(k * h), n);
+            epilogue_row(
+                plane(0),
+                plane(1),
+                plane(2),
+                plane(3),
+                std::slice::from_raw_parts_mut(c.add(bb * h + r.start), n),
+                std::slice::from_raw_parts_mut(h_out.add(bb * ldh + r.start), n),
+            );
+        }
+    }
+}
+
+#[inline(never)]
+fn epilogue_row(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    let (gi, gf, gg, go, h) = (&gi[..n], &gf[..n], &gg[..n], &go[..n], &mut h[..n]);
+    for j in 0..n {
+        let i = sigmoid(gi[j]);
+        let f = sigmoid(gf[j]);
+        let gv = tanh_f32(gg[j]);
+        let o = sigmoid(go[j]);
+        let cv = f * c[j] + i * gv;
+        c[j] = cv;
+        h[j] = o * tanh_f32(cv);
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
