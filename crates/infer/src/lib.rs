@@ -5,15 +5,18 @@
 //! buffers kept between calls, no autograd state. It runs whole sequences or one step at a time
 //! with a carried state, at any batch width.
 
+pub mod bench;
 mod error;
 mod lm;
 mod matrix;
 mod parallel;
 mod plan;
+mod synthetic;
 mod weights;
 
 pub use error::InferError;
 pub use lm::{ModelPlan, Steps};
 pub use matrix::FormatChoice;
 pub use plan::{Dtype, MatrixInfo, PlanOptions, StackPlan, StackState};
+pub use synthetic::{MaskShape, SyntheticSpec};
 pub use weights::{CellWeights, LayerWeights, ModelWeights};

@@ -90,6 +90,16 @@ impl ModelPlan {
         self.stack.weight_bytes() + self.decoder.as_ref().map_or(0, |(m, _)| m.bytes())
     }
 
+    /// Bytes of weights a run over `t` steps reads (the decoder once).
+    pub fn bytes_per_run(&self, t: usize) -> usize {
+        self.stack.bytes_per_run(t) + self.decoder.as_ref().map_or(0, |(m, _)| m.bytes())
+    }
+
+    /// The decoder's format, if there is one.
+    pub fn decoder_format(&self) -> Option<String> {
+        self.decoder.as_ref().map(|(m, _)| m.formats())
+    }
+
     /// Multiply-adds of one step of one batch row.
     pub fn macs_per_step(&self) -> usize {
         self.stack.macs_per_step() + self.decoder.as_ref().map_or(0, |(m, _)| m.nnz())

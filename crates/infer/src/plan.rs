@@ -126,6 +126,8 @@ pub struct MatrixInfo {
     pub cols: usize,
     pub nnz: usize,
     pub bytes: usize,
+    /// Read at every step (recurrent) rather than once per run (the hoisted input projection).
+    pub per_step: bool,
 }
 
 impl StackPlan {
@@ -246,25 +248,36 @@ impl StackPlan {
         self.matrices().iter().map(|m| m.bytes).sum()
     }
 
+    /// Bytes of weights a run over `t` steps reads: the hoisted input projections once, the
+    /// recurrent matrices at every step.
+    pub fn bytes_per_run(&self, t: usize) -> usize {
+        self.matrices()
+            .iter()
+            .map(|m| if m.per_step { t * m.bytes } else { m.bytes })
+            .sum()
+    }
+
     /// Each matrix of the plan with the format chosen for it.
     pub fn matrices(&self) -> Vec<MatrixInfo> {
         let mut v = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             for (d, dir) in layer.dirs.iter().enumerate() {
                 let s = if d == 0 { "" } else { "_reverse" };
-                let mats: Vec<(&str, &GateMatrix)> = match &dir.cell {
-                    Cell::Lstm { w_ih, w_hh, .. } => vec![("weight_ih", w_ih), ("weight_hh", w_hh)],
+                let mats: Vec<(&str, &GateMatrix, bool)> = match &dir.cell {
+                    Cell::Lstm { w_ih, w_hh, .. } => {
+                        vec![("weight_ih", w_ih, false), ("weight_hh", w_hh, true)]
+                    }
                     Cell::Hlstm {
                         w_ih1, w_hh1, w2, ..
                     } => {
                         vec![
-                            ("weight_ih1", w_ih1),
-                            ("weight_hh1", w_hh1),
-                            ("weight2", w2),
+                            ("weight_ih1", w_ih1, false),
+                            ("weight_hh1", w_hh1, true),
+                            ("weight2", w2, true),
                         ]
                     }
                 };
-                for (name, m) in mats {
+                for (name, m, per_step) in mats {
                     v.push(MatrixInfo {
                         name: format!("{name}_l{l}{s}"),
                         format: m.formats(),
@@ -272,6 +285,7 @@ impl StackPlan {
                         cols: m.cols,
                         nnz: m.nnz(),
                         bytes: m.bytes(),
+                        per_step,
                     });
                 }
             }

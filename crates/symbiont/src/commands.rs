@@ -1,6 +1,6 @@
 //! The subcommands: argument handling and printing around the library calls.
 
-use crate::{CompactArgs, EvalArgs, GradcheckArgs, InferArgs, InspectArgs, PeakArgs, TrainArgs};
+use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, PeakArgs, TrainArgs};
 use kernels::{matmul, Trans};
 use serde_json::json;
 use std::error::Error;
@@ -19,7 +19,7 @@ use train::TrainConfig;
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// Sizes rayon's global pool: `--threads`, else the config's, else all cores.
-fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
+pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
     let n = cli.unwrap_or(config);
     if n > 0 {
         rayon::ThreadPoolBuilder::new()
@@ -525,56 +525,4 @@ pub fn compact(args: CompactArgs) -> Result<u8> {
         );
     }
     Ok(0)
-}
-
-pub fn infer(args: InferArgs, threads: Option<usize>) -> Result<u8> {
-    set_threads(threads, 0)?;
-    if !args.json {
-        return Err("infer prints JSON only: add --json".into());
-    }
-    let file = model::checkpoint::TensorFile::read(&args.model)?;
-    let model = model::LanguageModel::<f32>::from_file(&file, 0.0)?;
-    let v = model.config.vocab;
-    let mut tokens = Vec::new();
-    for t in args
-        .tokens
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-    {
-        let id: u32 = t
-            .parse()
-            .map_err(|_| format!("--tokens: `{t}` is not a token id"))?;
-        if id as usize >= v {
-            return Err(format!("--tokens: id {id} is outside the vocabulary of {v} words").into());
-        }
-        tokens.push(id);
-    }
-    if tokens.is_empty() {
-        return Err("--tokens: no token ids given".into());
-    }
-    let t = tokens.len();
-    let mut ws = model.workspace(t, 1);
-    let mut state = model::LmState::zeros(&model.config, 1);
-    // Targets only feed the loss, which is not reported.
-    let targets = vec![0u32; t];
-    model.forward(&mut ws, &tokens, &targets, &mut state, None, None);
-    let rows: Vec<&[f32]> = ws.logits.chunks_exact(v).collect();
-    let logits = if args.all_steps {
-        json!(rows)
-    } else {
-        json!(rows[t - 1])
-    };
-    println!("{}", json!({ "logits": logits, "steps": t, "vocab": v }));
-    Ok(0)
-}
-
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn bench(_args: BenchArgs, _threads: Option<usize>) -> Result<u8> {
-    Err("bench: being built (issue 3)".into())
 }

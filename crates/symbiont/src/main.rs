@@ -5,6 +5,8 @@
 //! saving a checkpoint.
 
 mod commands;
+mod engines;
+mod inference;
 mod pipeline;
 mod profiling;
 
@@ -43,11 +45,11 @@ enum Command {
     /// checkpoint computing the same function.
     Compact(CompactArgs),
     /// Logits of a word-language-model safetensors file (PyTorch `state_dict` names) for a token
-    /// sequence, from a zero state, batch 1.
-    Infer(InferArgs),
+    /// sequence, from a zero state, batch 1, through the prepared inference plan.
+    Infer(inference::InferArgs),
     /// Time LSTM inference with the prepared plans: a model file or a synthetic configuration;
     /// median, p10, p90 latency, GB/s, GFLOP/s and the share of the memory-bandwidth floor.
-    Bench(commands::BenchArgs),
+    Bench(inference::BenchArgs),
     /// Sweep an engine over LSTM sizes and write a latency table (JSON).
     Profile(profiling::ProfileArgs),
     /// The frontier of a latency table: sizes worth using, plateaus, hysteresis strength.
@@ -142,22 +144,6 @@ pub struct CompactArgs {
 }
 
 #[derive(clap::Args)]
-pub struct InferArgs {
-    /// Model weights: `encoder.weight`, `rnn.weight_ih_l0`, …, `decoder.weight`, `decoder.bias`.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Token ids separated by spaces or commas, e.g. "3 17 5".
-    #[arg(long)]
-    pub tokens: String,
-    /// Print the logits of every step (a list per step) instead of only the last.
-    #[arg(long)]
-    pub all_steps: bool,
-    /// Print JSON: {"logits": [...]} (required for now: the output is for machines).
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(clap::Args)]
 pub struct PeakArgs {
     /// Hidden sizes whose training GEMM shapes are timed.
     #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
@@ -176,8 +162,8 @@ fn main() -> ExitCode {
         Command::Peak(a) => commands::peak(a, cli.threads),
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
-        Command::Infer(a) => commands::infer(a, cli.threads),
-        Command::Bench(a) => commands::bench(a, cli.threads),
+        Command::Infer(a) => inference::infer(a, cli.threads),
+        Command::Bench(a) => inference::bench(a, cli.threads),
         Command::Profile(a) => profiling::profile(a, cli.threads),
         Command::Frontier(a) => profiling::frontier(a),
         Command::Plot(a) => profiling::plot(a),

@@ -170,28 +170,60 @@ impl Csr {
         thread_local! {
             static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
         }
+        // Rows are computed in tiles of TILE: a tile's results (TILE, B) are added to y batch row
+        // by batch row, TILE contiguous values at a time, instead of B scattered writes per row.
+        const TILE: usize = 16;
         SCRATCH.with(|s| {
-            let (xt, yr) = &mut *s.borrow_mut();
+            let (xt, tile) = &mut *s.borrow_mut();
             let k = self.cols;
             xt.clear();
             xt.resize(k * nb, 0.0);
-            for b in 0..nb {
-                for (c, &v) in x[b * ldx..b * ldx + k].iter().enumerate() {
-                    xt[c * nb + b] = v;
+            // Transposed in column tiles so the writes stay inside a (TILE, B) block of xt.
+            for c0 in (0..k).step_by(TILE) {
+                let c1 = (c0 + TILE).min(k);
+                for b in 0..nb {
+                    for (c, &v) in x[b * ldx + c0..b * ldx + c1].iter().enumerate() {
+                        xt[(c0 + c) * nb + b] = v;
+                    }
                 }
             }
-            yr.clear();
-            yr.resize(nb, 0.0);
-            for r in rows {
-                yr.iter_mut().for_each(|v| *v = 0.0);
-                let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
-                match &self.col_idx {
-                    Indices::U16(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
-                    Indices::U32(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+            tile.clear();
+            tile.resize(TILE * nb, 0.0);
+            #[cfg(target_arch = "x86_64")]
+            let fast = super::dense::avx512::available();
+            #[cfg(not(target_arch = "x86_64"))]
+            let fast = false;
+            for r0 in rows.clone().step_by(TILE) {
+                let r1 = (r0 + TILE).min(rows.end);
+                for r in r0..r1 {
+                    let yr = &mut tile[(r - r0) * nb..(r - r0 + 1) * nb];
+                    let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+                    if fast {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: features checked; indices < K so every xt row read is in bounds.
+                        unsafe {
+                            match &self.col_idx {
+                                Indices::U16(ci) => {
+                                    avx512::axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr)
+                                }
+                                Indices::U32(ci) => {
+                                    avx512::axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr)
+                                }
+                            }
+                        }
+                    } else {
+                        yr.iter_mut().for_each(|v| *v = 0.0);
+                        match &self.col_idx {
+                            Indices::U16(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+                            Indices::U32(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+                        }
+                    }
                 }
-                for (b, v) in yr.iter().enumerate() {
-                    // SAFETY: caller contract.
-                    unsafe { *y.add(b * ldy + r) += v };
+                for b in 0..nb {
+                    for r in r0..r1 {
+                        // SAFETY: caller contract.
+                        unsafe { *y.add(b * ldy + r) += tile[(r - r0) * nb + b] };
+                    }
                 }
             }
         });
@@ -272,6 +304,84 @@ mod avx512 {
             }
             for (b, a) in acc.iter().enumerate() {
                 *y.add(b * ldy) += _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+
+    /// `yr = Σ_p vals[p] · xt[idx[p], :]` (overwrites `yr`): the B-wide rows of x^T are
+    /// accumulated in up to four registers, 64 batch columns at a time.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn axpy_rows<I: Copy + Into<u32>>(
+        vals: &[f32],
+        idx: &[I],
+        xt: &[f32],
+        nb: usize,
+        yr: &mut [f32],
+    ) {
+        let mut c0 = 0;
+        while c0 < nb {
+            let w = (nb - c0).min(64);
+            // SAFETY: forwarded; the chunk [c0, c0 + w) is inside every xt row and yr.
+            unsafe {
+                match w.div_ceil(16) {
+                    1 => axpy_chunk::<I, 1>(vals, idx, xt, nb, c0, w, yr),
+                    2 => axpy_chunk::<I, 2>(vals, idx, xt, nb, c0, w, yr),
+                    3 => axpy_chunk::<I, 3>(vals, idx, xt, nb, c0, w, yr),
+                    _ => axpy_chunk::<I, 4>(vals, idx, xt, nb, c0, w, yr),
+                }
+            }
+            c0 += w;
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn axpy_chunk<I: Copy + Into<u32>, const V: usize>(
+        vals: &[f32],
+        idx: &[I],
+        xt: &[f32],
+        nb: usize,
+        c0: usize,
+        w: usize,
+        yr: &mut [f32],
+    ) {
+        let mask = |v: usize| -> __mmask16 {
+            let left = w.saturating_sub(v * 16);
+            if left >= 16 {
+                0xffff
+            } else {
+                ((1u32 << left) - 1) as __mmask16
+            }
+        };
+        // SAFETY (whole body): xt has K rows of nb; idx < K; masked lanes stay inside the chunk.
+        unsafe {
+            // Two accumulator sets, even and odd non-zeros: the FMA latency chain is halved.
+            let mut acc = [[_mm512_setzero_ps(); V]; 2];
+            let xp = xt.as_ptr();
+            let n = vals.len();
+            let mut p = 0;
+            while p + 2 <= n {
+                for (u, acc_u) in acc.iter_mut().enumerate() {
+                    let vv = _mm512_set1_ps(vals[p + u]);
+                    let row = xp.add(idx[p + u].into() as usize * nb + c0);
+                    for (k, a) in acc_u.iter_mut().enumerate() {
+                        let xv = _mm512_maskz_loadu_ps(mask(k), row.add(k * 16));
+                        *a = _mm512_fmadd_ps(vv, xv, *a);
+                    }
+                }
+                p += 2;
+            }
+            if p < n {
+                let vv = _mm512_set1_ps(vals[p]);
+                let row = xp.add(idx[p].into() as usize * nb + c0);
+                for (k, a) in acc[0].iter_mut().enumerate() {
+                    let xv = _mm512_maskz_loadu_ps(mask(k), row.add(k * 16));
+                    *a = _mm512_fmadd_ps(vv, xv, *a);
+                }
+            }
+            let acc: [__m512; V] = std::array::from_fn(|k| _mm512_add_ps(acc[0][k], acc[1][k]));
+            for (k, a) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(yr.as_mut_ptr().add(c0 + k * 16), mask(k), *a);
             }
         }
     }

@@ -1,0 +1,76 @@
+//! Rates of the packed products at the LSTM shapes, single-threaded: each format at batch 1, 16
+//! and 35 (the hoisted projection of one sequence), and the `gemm` crate for comparison.
+//!
+//! Run: `cargo run --release -p symbiont-infer --example kernel_rates -- H [DENSITY [FORMAT]]`
+
+use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
+use kernels::{matmul, Trans};
+use std::time::Instant;
+
+fn median_secs(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..15)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[7]
+}
+
+fn main() {
+    let h: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(650);
+    let density: f64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let (rows, cols) = (h, h);
+    let rng = kernels::rng::CounterRng::new(3);
+    let w: Vec<f32> = (0..(rows * cols) as u64)
+        .map(|i| {
+            if rng.uniform_f64(0, i) < density {
+                rng.uniform(1, i) - 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut formats = vec![Format::Dense, Format::Bf16];
+    if density < 1.0 {
+        formats.push(Format::Csr);
+        formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
+    }
+    // Optional third argument: only this format (e.g. `csr`), for profiling one kernel.
+    if let Some(only) = std::env::args().nth(3) {
+        let only: Format = only.parse().expect("a format name");
+        formats.retain(|f| *f == only);
+    }
+    println!("one gate block {rows}x{cols}, density {density}");
+    for nb in [1usize, 2, 4, 16, 35] {
+        let x: Vec<f32> = (0..nb * cols).map(|i| (i as f32 * 0.1).sin()).collect();
+        let mut y = vec![0f32; nb * rows];
+        for f in &formats {
+            let m = PackedMatrix::pack(&w, rows, cols, *f);
+            let s = median_secs(|| m.acc(&x, cols, nb, &mut y, rows, 0..rows));
+            println!(
+                "nb {nb:>3} {:<8} {:>9.1} us  {:>6.1} GFLOP/s  {:>6.1} GB/s",
+                f.to_string(),
+                s * 1e6,
+                2.0 * (nb * rows * cols) as f64 * density / s / 1e9,
+                m.bytes() as f64 / s / 1e9
+            );
+        }
+        let s =
+            median_secs(|| matmul(nb, rows, cols, 1.0, &x, Trans::N, &w, Trans::T, 1.0, &mut y));
+        println!(
+            "nb {nb:>3} gemm     {:>9.1} us  {:>6.1} GFLOP/s",
+            s * 1e6,
+            2.0 * (nb * rows * cols) as f64 / s / 1e9
+        );
+    }
+}
