@@ -103,6 +103,17 @@ impl Bsr {
         rows: Range<usize>,
     ) {
         assert!(rows.start % self.br == 0 && (rows.end % self.br == 0 || rows.end == self.rows));
+        #[cfg(target_arch = "x86_64")]
+        if matches!((self.br, self.bc), (4, 4) | (1, 16)) && super::dense::avx512::available() {
+            // SAFETY: features checked; forwarded contract.
+            unsafe {
+                match &self.block_col {
+                    Indices::U16(ci) => avx512::acc(self, ci, x, ldx, nb, y, ldy, rows),
+                    Indices::U32(ci) => avx512::acc(self, ci, x, ldx, nb, y, ldy, rows),
+                }
+            }
+            return;
+        }
         // SAFETY: forwarded contract.
         unsafe {
             match (self.br, self.bc) {
@@ -177,6 +188,81 @@ fn block_row<I: Copy + Into<u32>, const BR: usize, const BC: usize>(
         for a in 0..BR {
             for b in 0..BC {
                 acc[a][b] = blk[a * BC + b].mul_add(xs[b], acc[a][b]);
+            }
+        }
+    }
+}
+
+/// AVX-512 kernels for the 4x4 and 1x16 blocks: one 16-value register per block, x read with one
+/// contiguous load (1x16) or one 4-value load broadcast to the four rows (4x4).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::Bsr;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn acc<I: Copy + Into<u32>>(
+        m: &Bsr,
+        cols: &[I],
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        let k = m.cols;
+        let kp = k.div_ceil(m.bc) * m.bc;
+        let mut padded = Vec::new();
+        for b in 0..nb {
+            // Blocks of the last column may reach past K: read a zero-padded copy of x then.
+            let xb: &[f32] = if kp == k {
+                &x[b * ldx..b * ldx + k]
+            } else {
+                padded.clear();
+                padded.extend_from_slice(&x[b * ldx..b * ldx + k]);
+                padded.resize(kp, 0.0);
+                &padded
+            };
+            let xp = xb.as_ptr();
+            for i in rows.start / m.br..rows.end.div_ceil(m.br) {
+                let (s, e) = (m.block_ptr[i] as usize, m.block_ptr[i + 1] as usize);
+                let vp = m.vals.as_ptr();
+                // SAFETY (block): block s..e has 16 values at vals[16 * blk]; its columns
+                // c * bc .. c * bc + bc are inside the padded x.
+                unsafe {
+                    // Two accumulators, alternate blocks: halves the FMA latency chain.
+                    let mut acc = [_mm512_setzero_ps(); 2];
+                    for blk in s..e {
+                        let v = _mm512_loadu_ps(vp.add(blk * 16));
+                        let c0 = cols[blk].into() as usize * m.bc;
+                        let xv = if m.br == 4 {
+                            _mm512_broadcast_f32x4(_mm_loadu_ps(xp.add(c0)))
+                        } else {
+                            _mm512_loadu_ps(xp.add(c0))
+                        };
+                        acc[blk & 1] = _mm512_fmadd_ps(v, xv, acc[blk & 1]);
+                    }
+                    let sum = _mm512_add_ps(acc[0], acc[1]);
+                    if m.br == 4 {
+                        // Lanes 4a..4a+4 belong to row a of the block.
+                        let mut lanes = [0f32; 16];
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), sum);
+                        for a in 0..4 {
+                            let r = i * 4 + a;
+                            if r < m.rows {
+                                *y.add(b * ldy + r) += lanes[4 * a]
+                                    + lanes[4 * a + 1]
+                                    + lanes[4 * a + 2]
+                                    + lanes[4 * a + 3];
+                            }
+                        }
+                    } else {
+                        *y.add(b * ldy + i) += _mm512_reduce_add_ps(sum);
+                    }
+                }
             }
         }
     }
