@@ -121,6 +121,44 @@ pub fn matmul_ld<F: Real>(
     }
 }
 
+/// `c (m x n) += a (m x k) · b^T` with `b` stored `n x k`, single-threaded, through raw
+/// pointers: the packed inference products use it for wide batches (the decoder over every step,
+/// batched evaluation), where the gemm crate's packed microkernel beats a dot-product kernel.
+///
+/// # Safety
+/// `a` valid for `m` rows of `lda`, `b` for `n` rows of `ldb` (≥ k used), `c` for `m` rows of
+/// `ldc` (≥ n used), and no other thread touches those `c` elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_acc_bt_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: forwarded contract; op(b) = b^T has row stride 1 and column stride ldb.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            c,
+            ldc,
+            a,
+            (lda as isize, 1),
+            b,
+            (1, ldb as isize),
+            1.0,
+            1.0,
+            false,
+        )
+    }
+}
+
 /// The one call into the gemm crate. Strides are (row, column) of the operands as used.
 ///
 /// # Safety

@@ -379,7 +379,7 @@ mod tests {
         formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
         for format in formats {
             for &(rows, cols) in &[(800, 200), (52, 13), (7, 33)] {
-                for nb in [1, 2, 3, 4, 5, 16, 35] {
+                for nb in [1, 2, 3, 4, 5, 16, 35, 70] {
                     check_format(format, rows, cols, nb, 0.3, 7);
                 }
             }
@@ -451,7 +451,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
         fn random_shapes_densities_and_batches(
-            rows in 1usize..70, cols in 1usize..90, nb in 1usize..20,
+            rows in 1usize..70, cols in 1usize..90, nb in prop::sample::select(vec![1usize, 2, 3, 5, 8, 17, 64, 80]),
             density in prop::sample::select(vec![0.0, 0.02, 0.1, 0.5, 1.0]),
             which in 0usize..9, seed in 0u64..1000,
         ) {

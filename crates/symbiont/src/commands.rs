@@ -222,7 +222,26 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
         ckpt.config.data.verify_checksums,
     )?;
     let start = Instant::now();
-    let r = evaluate(&ckpt.model, &tokens, args.batch, args.bptt);
+    let (r, engine) = if args.dtype.is_some() || args.format.is_some() {
+        let dtype = args.dtype.unwrap_or(infer::Dtype::F32);
+        let format = args
+            .format
+            .unwrap_or(infer::FormatChoice::Fixed(kernels::packed::Format::Dense));
+        let r = crate::inference::evaluate_with_plan(
+            &ckpt.model,
+            &tokens,
+            args.batch,
+            args.bptt,
+            dtype,
+            format,
+        )?;
+        (r, format!("plan-{dtype:?}").to_lowercase())
+    } else {
+        (
+            evaluate(&ckpt.model, &tokens, args.batch, args.bptt),
+            "train".to_string(),
+        )
+    };
     let secs = start.elapsed().as_secs_f64();
     if args.json {
         println!(
@@ -230,6 +249,7 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
             json!({
                 "perplexity": r.perplexity, "loss": r.loss, "tokens": r.tokens, "split": args.split,
                 "batch": args.batch, "checkpoint": Checkpoint::locate(&args.checkpoint)?, "seconds": secs,
+                "engine": engine,
             })
         );
     } else {

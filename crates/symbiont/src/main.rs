@@ -110,6 +110,14 @@ pub struct EvalArgs {
     /// Steps per forward call (does not change the result, only speed and memory).
     #[arg(long, default_value_t = 35)]
     pub bptt: usize,
+    /// Score with the prepared inference plan instead of the training forward, with this weight
+    /// storage (bf16 rounds the weights: this reports its effect on perplexity).
+    #[arg(long)]
+    pub dtype: Option<infer::Dtype>,
+    /// Score with the prepared inference plan, its matrices in this format (dense, csr, bsr…,
+    /// auto).
+    #[arg(long)]
+    pub format: Option<infer::FormatChoice>,
     /// Print a JSON object: {"perplexity", "loss", "tokens", "split", "batch", "checkpoint"}.
     #[arg(long)]
     pub json: bool,

@@ -131,6 +131,27 @@ fn train_then_eval_gives_a_perplexity() {
     assert!(ppl > 100.0 && ppl < 3000.0, "perplexity {ppl}");
     // Batch 20: 3688 rows per stream, every row but the last has a successor.
     assert_eq!(v["tokens"].as_u64().unwrap(), (73_760 / 20 - 1) * 20);
+    assert_eq!(v["engine"], "train");
+    // The inference plan scores the same: f32 and CSR agree closely, bf16 weights move it a little.
+    for (extra, tol) in [
+        (&["--dtype", "f32"][..], 1e-4),
+        (&["--format", "csr"], 1e-4),
+        (&["--dtype", "bf16"], 1e-2),
+    ] {
+        let out = run(bin()
+            .args(["eval", "--checkpoint"])
+            .arg(&out_dir)
+            .args(["--split", "valid", "--batch", "20", "--json", "--data-dir"])
+            .arg(ptb_dir())
+            .args(extra));
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let plan_ppl = p["perplexity"].as_f64().unwrap();
+        assert!(
+            ((plan_ppl - ppl) / ppl).abs() < tol,
+            "{extra:?}: {plan_ppl} vs {ppl}"
+        );
+        assert!(p["engine"].as_str().unwrap().starts_with("plan"));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -34,6 +34,9 @@ pub fn f32_to_bf16(v: f32) -> u16 {
     ((bits + round) >> 16) as u16
 }
 
+/// From this many batch rows on, f32 products go through the gemm crate.
+const WIDE_BATCH: usize = 64;
+
 /// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`.
 ///
 /// # Safety
@@ -50,6 +53,28 @@ pub(crate) unsafe fn dense_acc(
     ldy: usize,
     rows: Range<usize>,
 ) {
+    // Wide batches are compute-bound: the gemm crate's packed microkernel is faster there
+    // (docs/benchmarks.md, `kernel_rates`); the weights are read in place as the transposed operand.
+    if let DenseWeights::F32(w) = w {
+        if nb >= WIDE_BATCH {
+            // SAFETY: w has rows.end rows of k; x has nb rows of ldx ≥ k; y's rows b·ldy + rows are
+            // the caller's to write.
+            unsafe {
+                crate::gemm::matmul_acc_bt_serial(
+                    nb,
+                    rows.len(),
+                    k,
+                    x.as_ptr(),
+                    ldx,
+                    w.as_ptr().add(rows.start * k),
+                    k,
+                    y.add(rows.start),
+                    ldy,
+                )
+            };
+            return;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
         // SAFETY: the CPU has the features; the caller's contract covers the pointers.
