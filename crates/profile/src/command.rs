@@ -446,8 +446,8 @@ fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
-fn substitute(template: &str, mut value: impl FnMut(&str) -> Option<String>) -> String {
-    substitute_with(template, |n| value(n))
+fn substitute(template: &str, value: impl FnMut(&str) -> Option<String>) -> String {
+    substitute_with(template, value)
 }
 
 fn substitute_with<'a>(

@@ -220,8 +220,11 @@ impl Row<'_> {
     }
 }
 
-/// RFC 4180 records with the line each starts on.
-fn parse(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A CSV record and the line it starts on.
+type Record = (usize, Vec<String>);
+
+/// RFC 4180 records; an error is the line and the reason.
+fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let mut rows = Vec::new();
     let (mut row, mut cell) = (Vec::new(), String::new());
     let (mut line, mut start) = (1, 1);

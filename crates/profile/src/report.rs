@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+type SizeField = fn(&Point) -> usize;
+
 /// One curve of a table: its points (ascending along the axis) and their `Curve`.
 pub struct TableCurve<'a> {
     pub target: &'a Target,
@@ -33,7 +35,7 @@ impl TableCurve<'_> {
             }
         }
         if axis == Axis::Hidden {
-            let fields: [(&str, fn(&Point) -> usize); 2] =
+            let fields: [(&str, SizeField); 2] =
                 [("input", |p| p.input), ("gate_width", |p| p.gate_width)];
             for (name, field) in fields {
                 if pts.iter().all(|p| field(p) == p.hidden) {

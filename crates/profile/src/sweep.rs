@@ -446,8 +446,7 @@ impl Sweeper<'_> {
         }
         let mut samples = Vec::new();
         let (mut n, mut spent) = (0, 0.0);
-        loop {
-            let Some(s) = run(self.stop)? else { break };
+        while let Some(s) = run(self.stop)? {
             spent += s.iter().sum::<f64>();
             samples.extend(s);
             n += 1;
