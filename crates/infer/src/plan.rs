@@ -9,7 +9,7 @@
 //! layer's steps are split over threads at all is measured when the plan is built.
 
 use crate::matrix::{FormatChoice, GateMatrix, Tuning};
-use crate::parallel::{for_parts, split_units, SharedMut};
+use crate::parallel::{for_parts, split_units, team, SharedMut};
 use crate::weights::{CellWeights, LayerWeights};
 use crate::InferError;
 use kernels::activation::{exp_f32, tanh_f32};
@@ -540,69 +540,63 @@ fn step_loop(
         pre.resize(b * 4 * h, 0.0);
     }
     let pp = SharedMut(pre.as_mut_ptr());
-    for s in 0..t {
-        let tt = if dir.reverse { t - 1 - s } else { s };
-        // h_{t-1}: the state for the first step, else the previous step's output row.
-        let prev = if s == 0 {
-            None
-        } else {
-            Some(if dir.reverse { tt + 1 } else { tt - 1 })
-        };
-        let h_prev = |op: SharedMut| -> (&[f32], usize) {
-            match prev {
-                None => (h0, h),
-                Some(pt) => {
-                    let start = pt * b * ldo + col0;
-                    let len = (b - 1) * ldo + h;
-                    debug_assert!(start + len <= out_len);
-                    // SAFETY: row `pt` of `out` is complete (written by the previous step's join)
-                    // and no part writes it during this step (they write row `tt`).
-                    (
-                        unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
-                        ldo,
-                    )
-                }
-            }
-        };
-        let g_t = tt * b * g;
-        let h_out = tt * b * ldo + col0;
-        match &dir.cell {
-            Cell::Lstm { w_hh, .. } => for_parts(units.len(), |p| {
-                let r = units[p].clone();
-                let (hp, ldh) = h_prev(op);
-                // SAFETY: part p touches only units r of every gate, of c and of h_t: disjoint
-                // across parts; all buffers outlive the join.
-                unsafe {
-                    w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
-                    lstm_epilogue(
-                        gp.get().add(g_t),
-                        g,
-                        h,
-                        b,
-                        r,
-                        cp.get(),
-                        op.get().add(h_out),
-                        ldo,
-                    );
-                }
-            }),
-            Cell::Hlstm {
-                m, w_hh1, w2, b2, ..
-            } => {
-                let m = *m;
-                let hidden_ranges = split_units(m, dir.parts);
-                for_parts(hidden_ranges.len(), |p| {
-                    let r = hidden_ranges[p].clone();
-                    let (hp, ldh) = h_prev(op);
-                    // SAFETY: part p touches units r of each gate's hidden layer only.
+    let hidden_ranges = match &dir.cell {
+        Cell::Hlstm { m, .. } => split_units(*m, dir.parts),
+        Cell::Lstm { .. } => Vec::new(),
+    };
+    // One team for the whole loop: part p owns units[p] (and hidden_ranges[p] of the H-LSTM's
+    // gate hidden layers) at every step; a barrier ends each step (and each H-LSTM phase).
+    team(units.len().max(hidden_ranges.len()), |p, barrier| {
+        let r = units.get(p).cloned().unwrap_or(0..0);
+        for s in 0..t {
+            let tt = if dir.reverse { t - 1 - s } else { s };
+            // h_{t-1}: the state for the first step, else the previous step's output row.
+            let (hp, ldh): (&[f32], usize) = if s == 0 {
+                (h0, h)
+            } else {
+                let pt = if dir.reverse { tt + 1 } else { tt - 1 };
+                let start = pt * b * ldo + col0;
+                let len = (b - 1) * ldo + h;
+                debug_assert!(start + len <= out_len);
+                // SAFETY: row `pt` of `out` was completed before the last barrier and no part
+                // writes it during this step (they write row `tt`).
+                (
+                    unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
+                    ldo,
+                )
+            };
+            let g_t = tt * b * g;
+            let h_out = tt * b * ldo + col0;
+            match &dir.cell {
+                Cell::Lstm { w_hh, .. } => {
+                    // SAFETY: part p touches only units r of every gate, of c and of h_t:
+                    // disjoint across parts; all buffers outlive the team.
                     unsafe {
-                        w_hh1.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
-                        relu_units(gp.get().add(g_t), g, m, b, r);
+                        w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
+                        lstm_epilogue(
+                            gp.get().add(g_t),
+                            g,
+                            h,
+                            b,
+                            r.clone(),
+                            cp.get(),
+                            op.get().add(h_out),
+                            ldo,
+                        );
                     }
-                });
-                for_parts(units.len(), |p| {
-                    let r = units[p].clone();
-                    // SAFETY: the gate hidden layers of step tt are complete (joined above) and
+                }
+                Cell::Hlstm {
+                    m, w_hh1, w2, b2, ..
+                } => {
+                    let m = *m;
+                    let hr = hidden_ranges.get(p).cloned().unwrap_or(0..0);
+                    // SAFETY: part p touches units hr of each gate's hidden layer only.
+                    unsafe {
+                        w_hh1.acc_units(hp, ldh, b, gp.get().add(g_t), g, hr.clone());
+                        relu_units(gp.get().add(g_t), g, m, b, hr);
+                    }
+                    barrier.wait();
+                    // SAFETY: the gate hidden layers of step tt are complete (barrier above) and
                     // only read here; part p writes units r of `pre`, c and h_t.
                     unsafe {
                         let z = std::slice::from_raw_parts(gp.get().add(g_t), (b - 1) * g + g);
@@ -615,12 +609,22 @@ fn step_loop(
                             }
                         }
                         w2.acc_units_per_gate(z, g, m, b, pp.get(), 4 * h, r.clone());
-                        lstm_epilogue(pp.get(), 4 * h, h, b, r, cp.get(), op.get().add(h_out), ldo);
+                        lstm_epilogue(
+                            pp.get(),
+                            4 * h,
+                            h,
+                            b,
+                            r.clone(),
+                            cp.get(),
+                            op.get().add(h_out),
+                            ldo,
+                        );
                     }
-                });
+                }
             }
+            barrier.wait();
         }
-    }
+    });
 }
 
 /// ReLU in place on units `r` of the four gate hidden layers of each batch row.
