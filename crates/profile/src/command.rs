@@ -92,8 +92,8 @@ impl CommandEngine {
         self
     }
 
-    /// How long the sweep would like one run to spend timing; passed as `SYMBIONT_TARGET_MS`
-    /// (and `target_ms` in persistent requests). A hint: the command decides.
+    /// How long the sweep would like one run to spend timing; passed in seconds as
+    /// `SYMBIONT_TARGET_S` (and `target_s` in persistent requests). A hint: the command decides.
     pub fn target_ms(mut self, ms: f64) -> CommandEngine {
         self.target_ms = ms;
         self
@@ -126,7 +126,10 @@ impl CommandEngine {
             .into_iter()
             .map(|(n, v)| (format!("SYMBIONT_{}", n.to_uppercase()), v))
             .collect();
-        env.push(("SYMBIONT_TARGET_MS".into(), self.target_ms.to_string()));
+        env.push((
+            "SYMBIONT_TARGET_S".into(),
+            (self.target_ms / 1e3).to_string(),
+        ));
         env
     }
 }
@@ -157,11 +160,9 @@ impl Engine for CommandEngine {
         if self.process.is_none() {
             self.process = Some(Rc::new(RefCell::new(Persistent::start(&self.template)?)));
         }
-        let mut request = serde_json::to_value(point).expect("a Point serializes");
-        request["target_ms"] = self.target_ms.into();
         Ok(Box::new(PersistentRun {
             process: Rc::clone(self.process.as_ref().expect("started above")),
-            request: request.to_string(),
+            request: request_line(point, self.target_ms),
             timeout: self.timeout,
         }))
     }
@@ -348,6 +349,23 @@ impl Prepared for PersistentRun {
             .borrow_mut()
             .request(&self.request, self.timeout)
     }
+}
+
+/// The persistent-mode request for a configuration. Fields at their plain-LSTM defaults
+/// (gate_width 0; format dense, or auto = the engine's choice) are left out, so that a script
+/// that knows only dense LSTMs answers every such request and rejects, as an unknown key, what
+/// it cannot time.
+pub fn request_line(point: &Point, target_ms: f64) -> String {
+    let mut v = serde_json::to_value(point).expect("a Point serializes");
+    let obj = v.as_object_mut().expect("an object");
+    if point.gate_width == 0 {
+        obj.remove("gate_width");
+    }
+    if point.format == "dense" || point.format == "auto" {
+        obj.remove("format");
+    }
+    obj.insert("target_s".into(), (target_ms / 1e3).into());
+    v.to_string()
 }
 
 /// `sh -c COMMAND` in its own process group, so a timeout can kill everything it started.
@@ -576,6 +594,29 @@ mod tests {
         assert!(
             err.contains("timed out") && t.elapsed() < Duration::from_secs(3),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn requests_leave_out_plain_lstm_defaults() {
+        let line = request_line(&Point::lstm(64), 250.0);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let want = [
+            "batch", "density", "dtype", "hidden", "input", "layers", "seq", "target_s", "threads",
+        ];
+        assert_eq!(keys, want);
+        assert_eq!(v["target_s"], 0.25);
+        let h = Point {
+            gate_width: 32,
+            format: "csr".into(),
+            density: 0.5,
+            ..Point::lstm(64)
+        };
+        let v: Value = serde_json::from_str(&request_line(&h, 250.0)).unwrap();
+        assert_eq!(
+            (v["gate_width"].as_u64(), v["format"].as_str()),
+            (Some(32), Some("csr"))
         );
     }
 

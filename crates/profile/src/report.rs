@@ -278,11 +278,11 @@ impl Report {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
                 .collect();
+            let engine = [c.engine.as_str(), c.engine_version.as_str()].join(" ");
             s += &format!(
-                "{} ({} {} on {}): {} sizes along {}; {}\n",
+                "{} ({} on {}): {} sizes along {}; {}\n",
                 c.target,
-                c.engine,
-                c.engine_version,
+                engine.trim(),
                 c.device,
                 c.sizes,
                 self.axis,

@@ -166,9 +166,11 @@ fn an_engine_failure_ends_the_sweep_and_keeps_the_rest() {
     assert!(!table.complete && table.incomplete_reason.unwrap().contains("hidden=512"));
 }
 
-/// A staircase whose size 256 is fast during the sweep (three visits) and slow when verified.
+/// A staircase whose size 256 is fast during the sweep (three visits) and slow when verified,
+/// and whose size 384 is slow only at its first re-measurement.
 struct Drifting {
     visits_256: usize,
+    visits_384: usize,
 }
 
 impl Engine for Drifting {
@@ -180,6 +182,12 @@ impl Engine for Drifting {
         if point.hidden == 256 {
             self.visits_256 += 1;
             ms = if self.visits_256 <= 3 { 1.0 } else { 3.0 };
+        }
+        if point.hidden == 384 {
+            self.visits_384 += 1;
+            if self.visits_384 == 4 {
+                ms = 9.0;
+            }
         }
         Ok(Box::new(Fixed(ms)))
     }
@@ -201,7 +209,10 @@ fn a_frontier_point_that_fails_verification_is_dropped_and_its_replacement_verif
         ..no_budget()
     };
     let out = sweep(
-        &mut Drifting { visits_256: 0 },
+        &mut Drifting {
+            visits_256: 0,
+            visits_384: 0,
+        },
         grid((1..=32).map(|k| 16 * k)),
         &opts,
         &AtomicBool::new(false),
@@ -210,6 +221,9 @@ fn a_frontier_point_that_fails_verification_is_dropped_and_its_replacement_verif
     let rec = |h: usize| out.records.iter().find(|r| r.point.hidden == h).unwrap();
     assert_eq!(rec(256).verified, Some(false));
     assert_eq!(rec(256).verify_samples.first(), Some(&3.0));
+    // One slow re-measurement is not enough to fail.
+    assert_eq!(rec(384).verified, Some(true));
+    assert!(rec(384).verify_samples.contains(&9.0) && rec(384).verify_samples.contains(&3.5));
     // With 256 gone, 128 (1.5 ms) and 240 (the new end of its plateau) are no longer
     // dominated: verified in the second round.
     assert_eq!(

@@ -27,7 +27,7 @@ pub struct ProfileArgs {
     /// Command template for --engine command, run with `sh -c` once per visit of a
     /// configuration. Placeholders {hidden} {input} {gate_width} {layers} {batch} {seq}
     /// {threads} {dtype} {density} {format} are replaced by the values, which are also in the
-    /// environment as SYMBIONT_HIDDEN, SYMBIONT_INPUT, …; SYMBIONT_TARGET_MS says how long to
+    /// environment as SYMBIONT_HIDDEN, SYMBIONT_INPUT, …; SYMBIONT_TARGET_S says how long to
     /// time. The command must print a line {"samples_ms": [..]} or {"median_ms": x}
     /// (docs/profiler.md).
     #[arg(long)]

@@ -165,6 +165,51 @@ fn the_command_engine_passes_placeholders_and_environment() {
 }
 
 #[test]
+fn a_persistent_command_answers_one_line_per_configuration() {
+    let d = tmpdir("persistent");
+    let t = d.join("t.json");
+    // Latency = the hidden size read from the request; a log line in between is skipped.
+    let script = r#"while read -r line; do
+        h=$(echo "$line" | sed 's/.*"hidden":\([0-9]*\).*/\1/')
+        echo "loaded model $h"
+        echo "{\"samples_ms\": [$h]}"
+    done"#;
+    let ts = t.to_str().unwrap();
+    ok(&[
+        "profile",
+        "--engine",
+        "command",
+        "--persistent",
+        "--command",
+        script,
+        "--hidden",
+        "16:64:16",
+        "--out",
+        ts,
+    ]);
+    let f = frontier_json(&t);
+    assert_eq!(sizes(&f), vec![16, 32, 48, 64]);
+    assert_eq!(f["frontier"][3]["median_ms"].as_f64(), Some(64.0));
+    assert_eq!(
+        json_file(&t)["targets"][0]["engine"]["details"]["mode"],
+        "persistent"
+    );
+    let err = fails(&[
+        "profile",
+        "--engine",
+        "command",
+        "--persistent",
+        "--command",
+        "x {hidden}",
+        "--hidden",
+        "8",
+        "--out",
+        ts,
+    ]);
+    assert!(err.contains("takes no placeholders"), "{err}");
+}
+
+#[test]
 fn a_failing_command_is_reported_and_the_partial_table_kept() {
     let d = tmpdir("failing");
     let t = d.join("t.json");
@@ -212,7 +257,7 @@ fn a_failing_command_is_reported_and_the_partial_table_kept() {
 fn ctrl_c_writes_the_partial_table_and_exits_130() {
     let d = tmpdir("ctrlc");
     let t = d.join("t.json");
-    let mut child = bin()
+    let child = bin()
         .args([
             "profile",
             "--engine",
