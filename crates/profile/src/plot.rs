@@ -79,7 +79,9 @@ pub fn series_from_tables(
             if names.len() > 1 {
                 parts.push(name.clone());
             }
-            if targets.len() > 1 || parts.is_empty() && varying.is_empty() {
+            if (targets.len() > 1 || parts.is_empty() && varying.is_empty())
+                && !parts.contains(target)
+            {
                 parts.push(target.clone());
             }
             for k in &varying {
