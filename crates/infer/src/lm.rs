@@ -2,7 +2,7 @@
 //! whole sequence or step by step.
 
 use crate::matrix::{FormatChoice, GateMatrix, Tuning};
-use crate::parallel::{for_parts, split_units, SharedMut};
+use crate::parallel::{split_units, SharedMut};
 use crate::plan::{Dtype, PlanOptions, StackPlan, StackState};
 use crate::weights::ModelWeights;
 use crate::InferError;
@@ -172,6 +172,7 @@ impl ModelPlan {
         steps: Steps,
     ) -> Result<(), InferError> {
         let h = self.stack.output();
+        let team = self.stack.team();
         let top = self.stack.run(x, t, b, state)?;
         let rows_from = match steps {
             Steps::All => 0,
@@ -194,7 +195,7 @@ impl ModelPlan {
                 }
                 let ranges = split_units(m.rows, self.threads);
                 let lp = SharedMut(self.logits.as_mut_ptr());
-                for_parts(ranges.len(), |p| {
+                team.run(ranges.len(), &|p, _| {
                     // SAFETY: part p writes rows ranges[p] of each of the four blocks only.
                     unsafe { m.acc_units(top, h, nb, lp.get(), padded, ranges[p].clone()) };
                 });

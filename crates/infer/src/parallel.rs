@@ -41,29 +41,6 @@ pub(crate) fn split_units(n: usize, parts: usize) -> Vec<Range<usize>> {
     out
 }
 
-/// Runs `f(0)`, …, `f(parts - 1)`, in parallel when there is more than one, each with
-/// flush-to-zero/denormals-are-zero set on its thread.
-pub(crate) fn for_parts(parts: usize, f: impl Fn(usize) + Sync) {
-    let run = |p: usize| {
-        let _ftz = FlushDenormals::new();
-        f(p)
-    };
-    match parts {
-        0 => {}
-        1 => run(0),
-        2 => {
-            rayon::join(|| run(0), || run(1));
-        }
-        n => rayon::scope(|s| {
-            for p in 1..n {
-                let run = &run;
-                s.spawn(move |_| run(p));
-            }
-            run(0);
-        }),
-    }
-}
-
 /// A barrier the threads of a [`team`] spin on between steps: a step at batch 1 lasts
 /// microseconds to a fraction of a millisecond, far less than waking a sleeping thread.
 pub(crate) struct SpinBarrier {
@@ -105,25 +82,133 @@ impl SpinBarrier {
     }
 }
 
-/// Runs `f(p, barrier)` for `p` in `0..parts` on `parts` threads (this one and `parts - 1`
-/// scoped ones) that share one [`SpinBarrier`]: a whole recurrent loop runs as one team, with a
-/// barrier per step instead of a fork-join per step (which costs a wake-up per step).
-pub(crate) fn team(parts: usize, f: impl Fn(usize, &SpinBarrier) + Sync) {
-    let barrier = SpinBarrier::new(parts.max(1));
-    if parts <= 1 {
-        f(0, &barrier);
-        return;
+/// The job a [`Team`] runs: part index and the shared barrier.
+type Job<'a> = dyn Fn(usize, &SpinBarrier) + Sync + 'a;
+
+struct TeamShared {
+    /// The current job, type-erased to 'static; valid while `Team::run` waits for it.
+    job: std::sync::Mutex<Option<&'static Job<'static>>>,
+    /// Parts of the current job (workers with a higher index sit it out).
+    parts: AtomicUsize,
+    epoch: AtomicUsize,
+    done: AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+    barrier: std::sync::Mutex<std::sync::Arc<SpinBarrier>>,
+}
+
+/// Persistent threads that run a whole recurrent loop together: a plan keeps its team, so a run
+/// pays no thread start, and the workers spin briefly between runs before parking. Part 0 runs
+/// on the calling thread.
+pub(crate) struct Team {
+    shared: std::sync::Arc<TeamShared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Team {
+    /// A team of `threads` (the caller plus `threads - 1` workers).
+    pub fn new(threads: usize) -> Team {
+        let shared = std::sync::Arc::new(TeamShared {
+            job: std::sync::Mutex::new(None),
+            parts: AtomicUsize::new(0),
+            epoch: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            barrier: std::sync::Mutex::new(std::sync::Arc::new(SpinBarrier::new(1))),
+        });
+        let workers = (1..threads.max(1))
+            .map(|p| {
+                let shared = shared.clone();
+                std::thread::spawn(move || worker(p, &shared))
+            })
+            .collect();
+        Team { shared, workers }
     }
-    std::thread::scope(|s| {
-        for p in 1..parts {
-            let (f, barrier) = (&f, &barrier);
-            s.spawn(move || {
-                let _ftz = FlushDenormals::new();
-                f(p, barrier)
-            });
+
+    /// Threads in the team, the caller included.
+    pub fn size(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `f(p, barrier)` for `p` in `0..parts` (at most the team size), one part per thread,
+    /// and returns when all are done.
+    pub fn run(&self, parts: usize, f: &Job<'_>) {
+        let parts = parts.clamp(1, self.size());
+        if parts == 1 {
+            let _ftz = FlushDenormals::new();
+            f(0, &SpinBarrier::new(1));
+            return;
         }
-        f(0, &barrier);
-    });
+        let barrier = std::sync::Arc::new(SpinBarrier::new(parts));
+        // SAFETY: the job reference is erased to 'static only for the workers' use during this
+        // call: they read it after the epoch bump below and signal `done` when they no longer
+        // touch it, and this function returns only after every participant has done so.
+        let job: &'static Job<'static> =
+            unsafe { std::mem::transmute::<&Job<'_>, &'static Job<'static>>(f) };
+        *self.shared.job.lock().expect("team lock") = Some(job);
+        *self.shared.barrier.lock().expect("team lock") = barrier.clone();
+        self.shared.parts.store(parts, Ordering::Release);
+        self.shared.done.store(0, Ordering::Release);
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        for w in &self.workers {
+            w.thread().unpark();
+        }
+        {
+            let _ftz = FlushDenormals::new();
+            f(0, &barrier);
+        }
+        let mut spins = 0u32;
+        while self.shared.done.load(Ordering::Acquire) < parts - 1 {
+            if spins < 1 << 14 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        *self.shared.job.lock().expect("team lock") = None;
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        for w in self.workers.drain(..) {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(p: usize, shared: &TeamShared) {
+    let _ftz = FlushDenormals::new();
+    // The epoch starts at 0 and only `run` and `drop` advance it: starting from 0 (not from a
+    // fresh load) a job published before this thread got going is not missed.
+    let mut seen = 0;
+    loop {
+        // Spin a little (runs often come back to back), then park until unparked.
+        let mut spins = 0u32;
+        while shared.epoch.load(Ordering::Acquire) == seen {
+            if spins < 1 << 15 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+        seen = shared.epoch.load(Ordering::Acquire);
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        if p < shared.parts.load(Ordering::Acquire) {
+            let job = *shared.job.lock().expect("team lock");
+            let barrier = shared.barrier.lock().expect("team lock").clone();
+            if let Some(job) = job {
+                job(p, &barrier);
+            }
+            shared.done.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +221,8 @@ mod tests {
         // slots of step s: a missing happens-before would show as a stale value.
         let slots: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
         let bad = AtomicUsize::new(0);
-        team(3, |p, bar| {
+        let team = Team::new(3);
+        team.run(3, &|p, bar| {
             for s in 1..200 {
                 slots[p].store(s, Ordering::Relaxed);
                 bar.wait();
@@ -147,6 +233,15 @@ mod tests {
             }
         });
         assert_eq!(bad.load(Ordering::Relaxed), 0);
+        // The team is reused: a second job with fewer parts.
+        let hits = AtomicUsize::new(0);
+        for _ in 0..50 {
+            team.run(2, &|_, bar| {
+                hits.fetch_add(1, Ordering::Relaxed);
+                bar.wait();
+            });
+        }
+        assert_eq!(hits.load(Ordering::Relaxed), 100);
     }
 
     #[test]

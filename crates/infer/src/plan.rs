@@ -9,7 +9,7 @@
 //! layer's steps are split over threads at all is measured when the plan is built.
 
 use crate::matrix::{FormatChoice, GateMatrix, Tuning};
-use crate::parallel::{for_parts, split_units, team, SharedMut};
+use crate::parallel::{split_units, SharedMut, Team};
 use crate::weights::{CellWeights, LayerWeights};
 use crate::InferError;
 use kernels::activation::{exp_f32, tanh_f32};
@@ -48,6 +48,9 @@ pub struct PlanOptions {
     pub batch: usize,
     /// Sequence length the plan is tuned for (the input projection's width is seq · batch).
     pub seq: usize,
+    /// Threads per recurrent step: `None` measures 1 against `threads` per layer and keeps the
+    /// faster; `Some(n)` fixes it.
+    pub step_threads: Option<usize>,
 }
 
 impl Default for PlanOptions {
@@ -58,6 +61,7 @@ impl Default for PlanOptions {
             threads: rayon::current_num_threads(),
             batch: 1,
             seq: 35,
+            step_threads: None,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct StackState {
 pub struct StackPlan {
     layers: Vec<Layer>,
     threads: usize,
+    team: std::sync::Arc<Team>,
     // Buffers kept between calls (grown on demand, never shrunk).
     gates: Vec<f32>,
     pre: Vec<f32>,
@@ -211,16 +216,28 @@ impl StackPlan {
         let mut plan = StackPlan {
             layers: out,
             threads: opts.threads,
+            team: std::sync::Arc::new(Team::new(opts.threads)),
             gates: Vec::new(),
             pre: Vec::new(),
             outs: Vec::new(),
             zero_h: Vec::new(),
             c_tmp: Vec::new(),
         };
-        if opts.threads > 1 {
-            plan.tune_threads(opts.batch);
+        match opts.step_threads {
+            Some(n) => plan
+                .layers
+                .iter_mut()
+                .flat_map(|l| l.dirs.iter_mut())
+                .for_each(|d| d.parts = n.clamp(1, opts.threads)),
+            None if opts.threads > 1 => plan.tune_threads(opts.batch),
+            None => {}
         }
         Ok(plan)
+    }
+
+    /// The plan's thread team (also used for the decoder of a model plan).
+    pub(crate) fn team(&self) -> std::sync::Arc<Team> {
+        self.team.clone()
     }
 
     /// Input width of the first layer.
@@ -380,6 +397,7 @@ impl StackPlan {
                     layer.output(),
                     st,
                     Scratch {
+                        team: &self.team,
                         gates: &mut self.gates,
                         pre: &mut self.pre,
                         zero_h: &mut self.zero_h,
@@ -395,7 +413,9 @@ impl StackPlan {
     /// Picks, per direction, whether a step is split over the plan's threads: times a few steps
     /// both ways on random input.
     fn tune_threads(&mut self, b: usize) {
-        let t = 6;
+        // Long enough that a step's cache behaviour (W_hh streamed or resident) shows, short
+        // enough to keep plan building cheap; best of five runs each way.
+        let t = 12;
         let rng = CounterRng::new(5);
         for l in 0..self.layers.len() {
             let (input, hidden, out_w) = (
@@ -412,7 +432,7 @@ impl StackPlan {
                 for parts in [1, self.threads] {
                     self.layers[l].dirs[d].parts = parts;
                     let mut times = Vec::new();
-                    for rep in 0..4 {
+                    for rep in 0..6 {
                         let start = Instant::now();
                         run_direction(
                             &self.layers[l].dirs[d],
@@ -426,6 +446,7 @@ impl StackPlan {
                             out_w,
                             None,
                             Scratch {
+                                team: &self.team,
                                 gates: &mut self.gates,
                                 pre: &mut self.pre,
                                 zero_h: &mut self.zero_h,
@@ -438,8 +459,8 @@ impl StackPlan {
                         }
                     }
                     times.sort_by(f64::total_cmp);
-                    if times[1] < best.0 {
-                        best = (times[1], parts);
+                    if times[0] < best.0 {
+                        best = (times[0], parts);
                     }
                 }
                 self.layers[l].dirs[d].parts = best.1;
@@ -450,6 +471,7 @@ impl StackPlan {
 
 /// Buffers a direction borrows from the plan.
 struct Scratch<'a> {
+    team: &'a Team,
     gates: &'a mut Vec<f32>,
     pre: &'a mut Vec<f32>,
     zero_h: &'a mut Vec<f32>,
@@ -486,7 +508,7 @@ fn run_direction(
     let per_gate = g / 4;
     let proj_ranges = split_units(per_gate, threads);
     let gp = SharedMut(gates.as_mut_ptr());
-    for_parts(proj_ranges.len(), |p| {
+    s.team.run(proj_ranges.len(), &|p, _| {
         // SAFETY: part p writes rows proj_ranges[p] of each gate block, disjoint across parts;
         // `gates` holds T·B rows of G and outlives the join.
         unsafe { w_in.acc_units(x, input, t * b, gp.get(), g, proj_ranges[p].clone()) };
@@ -497,7 +519,9 @@ fn run_direction(
             // h_{-1} is copied: during the loop the output rows, not the state, feed the steps.
             s.zero_h.clear();
             s.zero_h.extend_from_slice(sh);
-            step_loop(dir, h, t, b, gates, out, col0, ldo, s.zero_h, sc, s.pre);
+            step_loop(
+                dir, h, t, b, gates, out, col0, ldo, s.zero_h, sc, s.pre, s.team,
+            );
             let last = if dir.reverse { 0 } else { t - 1 };
             for bb in 0..b {
                 let src = (last * b + bb) * ldo + col0;
@@ -509,7 +533,9 @@ fn run_direction(
             s.zero_h.resize(b * h, 0.0);
             s.c.clear();
             s.c.resize(b * h, 0.0);
-            step_loop(dir, h, t, b, gates, out, col0, ldo, s.zero_h, s.c, s.pre);
+            step_loop(
+                dir, h, t, b, gates, out, col0, ldo, s.zero_h, s.c, s.pre, s.team,
+            );
         }
     }
 }
@@ -527,6 +553,7 @@ fn step_loop(
     h0: &[f32],
     c: &mut [f32],
     pre: &mut Vec<f32>,
+    team: &Team,
 ) {
     let units = split_units(h, dir.parts);
     let g = gates.len() / (t * b);
@@ -546,7 +573,7 @@ fn step_loop(
     };
     // One team for the whole loop: part p owns units[p] (and hidden_ranges[p] of the H-LSTM's
     // gate hidden layers) at every step; a barrier ends each step (and each H-LSTM phase).
-    team(units.len().max(hidden_ranges.len()), |p, barrier| {
+    team.run(units.len().max(hidden_ranges.len()), &|p, barrier| {
         let r = units.get(p).cloned().unwrap_or(0..0);
         for s in 0..t {
             let tt = if dir.reverse { t - 1 - s } else { s };
@@ -572,7 +599,20 @@ fn step_loop(
                     // SAFETY: part p touches only units r of every gate, of c and of h_t:
                     // disjoint across parts; all buffers outlive the team.
                     unsafe {
-                        w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, r.clone());
+                        // Odd steps sweep the rows backwards: the rows a thread touched last are
+                        // still in its L2 cache and are read first, so a W_hh share larger than
+                        // L2 is not evicted entirely every step (LRU thrashing).
+                        if s % 2 == 0 {
+                            for ch in r.clone().step_by(SWEEP_CHUNK) {
+                                let ch = ch..(ch + SWEEP_CHUNK).min(r.end);
+                                w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, ch);
+                            }
+                        } else {
+                            for ch in r.clone().step_by(SWEEP_CHUNK).rev() {
+                                let ch = ch..(ch + SWEEP_CHUNK).min(r.end);
+                                w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, ch);
+                            }
+                        }
                         lstm_epilogue(
                             gp.get().add(g_t),
                             g,
@@ -626,6 +666,9 @@ fn step_loop(
         }
     });
 }
+
+/// Units per piece of a step's row sweep (a multiple of 16, the block alignment).
+const SWEEP_CHUNK: usize = 32;
 
 /// ReLU in place on units `r` of the four gate hidden layers of each batch row.
 ///

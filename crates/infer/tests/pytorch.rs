@@ -72,6 +72,7 @@ fn bidirectional_stack_matches_pytorch_in_every_format() {
                 threads,
                 batch: b,
                 seq: t,
+                step_threads: None,
             };
             let got = with_threads(threads, || {
                 let mut plan = StackPlan::new(&w.layers, &opts).unwrap();
@@ -117,6 +118,7 @@ fn sparse_language_model_matches_pytorch_whole_and_streaming() {
                 threads,
                 batch: b,
                 seq: t,
+                step_threads: None,
             };
             with_threads(threads, || {
                 let mut plan = ModelPlan::new(&w, &opts).unwrap();
@@ -169,6 +171,7 @@ fn hlstm_layer_matches_pytorch_from_a_non_zero_state() {
                 threads,
                 batch: b,
                 seq: t,
+                step_threads: None,
             };
             with_threads(threads, || {
                 let mut plan = StackPlan::new(&w.layers, &opts).unwrap();

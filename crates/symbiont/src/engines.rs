@@ -77,6 +77,7 @@ impl Engine for CpuEngine {
             threads: p.threads.max(1),
             batch: p.batch,
             seq: p.seq,
+            step_threads: None,
         };
         let plan = pool
             .install(|| ModelPlan::new(&weights, &opts))

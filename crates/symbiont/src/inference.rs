@@ -72,6 +72,7 @@ pub fn infer(args: InferArgs, threads: Option<usize>) -> Result<u8> {
         threads: rayon::current_num_threads(),
         batch: 1,
         seq: t,
+        step_threads: None,
     };
     let mut plan = ModelPlan::new(&weights, &opts)?;
     let steps = if args.all_steps {
@@ -138,6 +139,9 @@ pub struct BenchArgs {
     /// Weight storage of the dense matrices: f32, or bf16 (widened to f32 in the kernel).
     #[arg(long, default_value = "f32")]
     pub dtype: Dtype,
+    /// Threads per recurrent step (default: measured per layer, 1 or all).
+    #[arg(long)]
+    pub step_threads: Option<usize>,
     /// Untimed runs first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -203,6 +207,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         threads,
         batch: b,
         seq: t,
+        step_threads: args.step_threads,
     };
     let build = std::time::Instant::now();
     let mut plan = ModelPlan::new(&weights, &opts)?;
@@ -325,6 +330,7 @@ pub fn evaluate_with_plan(
         threads: rayon::current_num_threads(),
         batch,
         seq: bptt,
+        step_threads: None,
     };
     let mut plan = ModelPlan::new(&weights, &opts)?;
     let data = train::ptb::Batched::new(tokens, batch);

@@ -225,9 +225,8 @@ pub struct PlotArgs {
 }
 
 /// The CPU engines (symbiont's dense and sparse inference plans).
-// LEAD: replace this body with `crate::engines::cpu_engine(kind)` once engines.rs exists.
 fn cpu_engine(kind: &str) -> std::result::Result<Box<dyn Engine>, String> {
-    Err(format!("engine {kind} is not available yet"))
+    crate::engines::cpu_engine(kind)
 }
 
 pub fn profile(args: ProfileArgs, threads: Option<usize>) -> Result<u8> {
