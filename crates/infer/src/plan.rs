@@ -571,6 +571,12 @@ fn step_loop(
         Cell::Hlstm { m, .. } => split_units(*m, dir.parts),
         Cell::Lstm { .. } => Vec::new(),
     };
+    // The backwards sweep only matters when a thread's share of W_hh overflows its L2; below
+    // that one piece per step saves the per-piece call overhead (small H is latency-bound).
+    let chunk = match &dir.cell {
+        Cell::Lstm { w_hh, .. } if w_hh.bytes() / units.len().max(1) > L2_BYTES / 2 => SWEEP_CHUNK,
+        _ => h.max(1),
+    };
     // One team for the whole loop: part p owns units[p] (and hidden_ranges[p] of the H-LSTM's
     // gate hidden layers) at every step; a barrier ends each step (and each H-LSTM phase).
     team.run(units.len().max(hidden_ranges.len()), &|p, barrier| {
@@ -603,13 +609,13 @@ fn step_loop(
                         // still in its L2 cache and are read first, so a W_hh share larger than
                         // L2 is not evicted entirely every step (LRU thrashing).
                         if s % 2 == 0 {
-                            for ch in r.clone().step_by(SWEEP_CHUNK) {
-                                let ch = ch..(ch + SWEEP_CHUNK).min(r.end);
+                            for ch in r.clone().step_by(chunk) {
+                                let ch = ch..(ch + chunk).min(r.end);
                                 w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, ch);
                             }
                         } else {
-                            for ch in r.clone().step_by(SWEEP_CHUNK).rev() {
-                                let ch = ch..(ch + SWEEP_CHUNK).min(r.end);
+                            for ch in r.clone().step_by(chunk).rev() {
+                                let ch = ch..(ch + chunk).min(r.end);
                                 w_hh.acc_units(hp, ldh, b, gp.get().add(g_t), g, ch);
                             }
                         }
@@ -669,6 +675,10 @@ fn step_loop(
 
 /// Units per piece of a step's row sweep (a multiple of 16, the block alignment).
 const SWEEP_CHUNK: usize = 32;
+
+/// L2 cache per core assumed by the sweep order (2 MiB on the Xeons we measure; a wrong guess
+/// only costs a few call overheads per step).
+const L2_BYTES: usize = 2 << 20;
 
 /// ReLU in place on units `r` of the four gate hidden layers of each batch row.
 ///
