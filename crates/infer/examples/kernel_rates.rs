@@ -40,7 +40,12 @@ fn main() {
             }
         })
         .collect();
-    let mut formats = vec![Format::Dense, Format::Bf16];
+    let mut formats = vec![
+        Format::Dense,
+        Format::Bf16,
+        Format::Panel,
+        Format::Bf16Panel,
+    ];
     if density < 1.0 {
         formats.push(Format::Csr);
         formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));

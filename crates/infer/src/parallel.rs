@@ -23,15 +23,15 @@ unsafe impl Send for SharedMut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMut {}
 
-/// Splits `0..n` into `parts` ranges whose boundaries are multiples of 16 (vector width of the
-/// epilogue, and a multiple of every block height), except the end.
+/// Splits `0..n` into `parts` ranges whose boundaries are multiples of 32 (the panel height, a
+/// multiple of every block height and of the epilogue's vector width), except the end.
 pub(crate) fn split_units(n: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.max(1);
-    let chunk = n.div_ceil(parts).div_ceil(16) * 16;
+    let chunk = n.div_ceil(parts).div_ceil(32) * 32;
     let mut out = Vec::with_capacity(parts);
     let mut start = 0;
     while start < n {
-        let end = (start + chunk.max(16)).min(n);
+        let end = (start + chunk.max(32)).min(n);
         out.push(start..end);
         start = end;
     }
@@ -254,7 +254,7 @@ mod tests {
                 assert_eq!(r.last().unwrap().end, n);
                 for w in r.windows(2) {
                     assert_eq!(w[0].end, w[1].start);
-                    assert_eq!(w[0].end % 16, 0);
+                    assert_eq!(w[0].end % 32, 0);
                 }
             }
         }

@@ -459,6 +459,9 @@ impl StackPlan {
                         }
                     }
                     times.sort_by(f64::total_cmp);
+                    if std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some() {
+                        eprintln!("tune layer {l} dir {d} parts {parts}: {times:?}");
+                    }
                     if times[0] < best.0 {
                         best = (times[0], parts);
                     }

@@ -21,6 +21,10 @@ pub enum Format {
     Dense,
     /// Row-major bf16 (round to nearest even), widened to f32 in the kernel.
     Bf16,
+    /// f32 in 32-row panels `[K][32]`: the layout for wide batches (x broadcast, no reductions).
+    Panel,
+    /// bf16 in 32-row panels.
+    Bf16Panel,
     /// Compressed sparse rows, f32 values, u16/u32 column indices.
     Csr,
     /// Block-sparse rows with `(rows, cols)` blocks, one of [`BLOCK_SHAPES`].
@@ -32,6 +36,8 @@ impl fmt::Display for Format {
         match self {
             Format::Dense => write!(f, "dense"),
             Format::Bf16 => write!(f, "bf16"),
+            Format::Panel => write!(f, "panel"),
+            Format::Bf16Panel => write!(f, "bf16-panel"),
             Format::Csr => write!(f, "csr"),
             Format::Bsr(r, c) => write!(f, "bsr{r}x{c}"),
         }
@@ -56,6 +62,8 @@ impl std::str::FromStr for Format {
         match s {
             "dense" => Ok(Format::Dense),
             "bf16" => Ok(Format::Bf16),
+            "panel" => Ok(Format::Panel),
+            "bf16-panel" => Ok(Format::Bf16Panel),
             "csr" => Ok(Format::Csr),
             "bsr" => Ok(Format::Bsr(4, 4)),
             _ => {
@@ -76,6 +84,8 @@ impl std::str::FromStr for Format {
 enum Storage {
     Dense(Vec<f32>),
     Bf16(Vec<u16>),
+    Panel(Vec<f32>),
+    Bf16Panel(Vec<u16>),
     Csr(Csr),
     Bsr(Bsr),
 }
@@ -103,6 +113,11 @@ impl PackedMatrix {
         let storage = match format {
             Format::Dense => Storage::Dense(w.to_vec()),
             Format::Bf16 => Storage::Bf16(w.iter().map(|&v| f32_to_bf16(v)).collect()),
+            Format::Panel => Storage::Panel(dense::pack_panels(w, rows, cols)),
+            Format::Bf16Panel => {
+                let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
+                Storage::Bf16Panel(dense::pack_panels(&b, rows, cols))
+            }
             Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
             Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
         };
@@ -125,6 +140,8 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Dense(_) => Format::Dense,
             Storage::Bf16(_) => Format::Bf16,
+            Storage::Panel(_) => Format::Panel,
+            Storage::Bf16Panel(_) => Format::Bf16Panel,
             Storage::Csr(_) => Format::Csr,
             Storage::Bsr(b) => Format::Bsr(b.br, b.bc),
         }
@@ -134,6 +151,7 @@ impl PackedMatrix {
     pub fn row_align(&self) -> usize {
         match &self.storage {
             Storage::Bsr(b) => b.br,
+            Storage::Panel(_) | Storage::Bf16Panel(_) => dense::PANEL_ROWS,
             _ => 1,
         }
     }
@@ -143,6 +161,9 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Dense(w) => w.iter().filter(|v| **v != 0.0).count(),
             Storage::Bf16(w) => w.iter().filter(|v| (**v & 0x7fff) != 0).count(),
+            Storage::Panel(_) | Storage::Bf16Panel(_) => {
+                self.to_dense().iter().filter(|v| **v != 0.0).count()
+            }
             Storage::Csr(c) => c.nnz(),
             Storage::Bsr(b) => b.vals.iter().filter(|v| **v != 0.0).count(),
         }
@@ -153,6 +174,8 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Dense(w) => w.len() * 4,
             Storage::Bf16(w) => w.len() * 2,
+            Storage::Panel(w) => w.len() * 4,
+            Storage::Bf16Panel(w) => w.len() * 2,
             Storage::Csr(c) => c.bytes(),
             Storage::Bsr(b) => b.bytes(),
         }
@@ -163,6 +186,21 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Dense(w) => w.clone(),
             Storage::Bf16(w) => w.iter().map(|&v| bf16_to_f32(v)).collect(),
+            Storage::Panel(_) | Storage::Bf16Panel(_) => {
+                let value = |at: usize| match &self.storage {
+                    Storage::Panel(w) => w[at],
+                    Storage::Bf16Panel(w) => bf16_to_f32(w[at]),
+                    _ => unreachable!("panel storage"),
+                };
+                let (p, k) = (dense::PANEL_ROWS, self.cols);
+                let mut out = vec![0.0; self.rows * k];
+                for r in 0..self.rows {
+                    for j in 0..k {
+                        out[r * k + j] = value((r / p * k + j) * p + r % p);
+                    }
+                }
+                out
+            }
             Storage::Csr(c) => {
                 let mut out = vec![0.0; self.rows * self.cols];
                 for r in 0..self.rows {
@@ -216,7 +254,7 @@ impl PackedMatrix {
         }
         let a = self.row_align();
         assert!(
-            rows.start % a == 0 && (rows.end % a == 0 || rows.end == self.rows),
+            rows.start.is_multiple_of(a) && (rows.end.is_multiple_of(a) || rows.end == self.rows),
             "rows not block-aligned"
         );
     }
@@ -280,6 +318,12 @@ impl PackedMatrix {
             match &self.storage {
                 Storage::Dense(w) => dense_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows),
                 Storage::Bf16(w) => dense_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows),
+                Storage::Panel(w) => {
+                    dense::panel_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows)
+                }
+                Storage::Bf16Panel(w) => {
+                    dense::panel_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows)
+                }
                 Storage::Csr(c) => c.acc(x, ldx, nb, y, ldy, rows),
                 Storage::Bsr(b) => b.acc(x, ldx, nb, y, ldy, rows),
             }
@@ -375,7 +419,13 @@ mod tests {
 
     #[test]
     fn every_format_matches_the_reference_at_model_shapes() {
-        let mut formats = vec![Format::Dense, Format::Bf16, Format::Csr];
+        let mut formats = vec![
+            Format::Dense,
+            Format::Bf16,
+            Format::Panel,
+            Format::Bf16Panel,
+            Format::Csr,
+        ];
         formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
         for format in formats {
             for &(rows, cols) in &[(800, 200), (52, 13), (7, 33)] {
@@ -427,7 +477,15 @@ mod tests {
 
     #[test]
     fn formats_parse_and_print() {
-        for s in ["dense", "bf16", "csr", "bsr4x4", "bsr1x8"] {
+        for s in [
+            "dense",
+            "bf16",
+            "panel",
+            "bf16-panel",
+            "csr",
+            "bsr4x4",
+            "bsr1x8",
+        ] {
             assert_eq!(s.parse::<Format>().unwrap().to_string(), s);
         }
         assert_eq!("bsr".parse::<Format>().unwrap(), Format::Bsr(4, 4));
@@ -453,9 +511,9 @@ mod tests {
         fn random_shapes_densities_and_batches(
             rows in 1usize..70, cols in 1usize..90, nb in prop::sample::select(vec![1usize, 2, 3, 5, 8, 17, 64, 80]),
             density in prop::sample::select(vec![0.0, 0.02, 0.1, 0.5, 1.0]),
-            which in 0usize..9, seed in 0u64..1000,
+            which in 0usize..11, seed in 0u64..1000,
         ) {
-            let mut formats = vec![Format::Dense, Format::Bf16, Format::Csr];
+            let mut formats = vec![Format::Dense, Format::Bf16, Format::Panel, Format::Bf16Panel, Format::Csr];
             formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
             check_format(formats[which], rows, cols, nb, density, seed);
         }

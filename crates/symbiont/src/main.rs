@@ -51,7 +51,7 @@ enum Command {
     /// median, p10, p90 latency, GB/s, GFLOP/s and the share of the memory-bandwidth floor.
     Bench(inference::BenchArgs),
     /// Sweep an engine over LSTM sizes and write a latency table (JSON).
-    Profile(profiling::ProfileArgs),
+    Profile(Box<profiling::ProfileArgs>),
     /// The frontier of a latency table: sizes worth using, plateaus, hysteresis strength.
     Frontier(profiling::FrontierArgs),
     /// Draw latency tables (latency against size, frontier and plateaus marked) as SVG.
@@ -172,7 +172,7 @@ fn main() -> ExitCode {
         Command::Compact(a) => commands::compact(a),
         Command::Infer(a) => inference::infer(a, cli.threads),
         Command::Bench(a) => inference::bench(a, cli.threads),
-        Command::Profile(a) => profiling::profile(a, cli.threads),
+        Command::Profile(a) => profiling::profile(*a, cli.threads),
         Command::Frontier(a) => profiling::frontier(a),
         Command::Plot(a) => profiling::plot(a),
     };

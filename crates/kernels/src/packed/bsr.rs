@@ -102,7 +102,10 @@ impl Bsr {
         ldy: usize,
         rows: Range<usize>,
     ) {
-        assert!(rows.start % self.br == 0 && (rows.end % self.br == 0 || rows.end == self.rows));
+        assert!(
+            rows.start.is_multiple_of(self.br)
+                && (rows.end.is_multiple_of(self.br) || rows.end == self.rows)
+        );
         #[cfg(target_arch = "x86_64")]
         if matches!((self.br, self.bc), (4, 4) | (1, 16)) && super::dense::avx512::available() {
             // SAFETY: features checked; forwarded contract.

@@ -43,6 +43,7 @@ const WIDE_BATCH: usize = 64;
 /// `y` must be valid for writes at every `b * ldy + r` touched, and no other thread may access
 /// those elements during the call. `w` holds at least `rows.end * k` values and `x` at least
 /// `(nb - 1) * ldx + k` (checked by the caller).
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dense_acc(
     w: DenseWeights<'_>,
     k: usize,
@@ -286,6 +287,143 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// Rows per panel (two registers).
+    pub(crate) const PANEL: usize = 32;
+    /// Batch rows per register block of the panel kernel: 2 x 12 = 24 accumulators.
+    const PANEL_NB: usize = 12;
+
+    /// Panel layout: `y[b, r] += W[r, :] · x[b, :]` with W stored as 32-row panels, each
+    /// `[K][32]` (see `pack_panels`). Each x value is broadcast against a 32-row slice of W: 2·NB
+    /// accumulators, no horizontal reductions; the layout for wide batches (the hoisted input
+    /// projection over T·B rows, batch ≥ 8). `rows.start` must be a multiple of 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn panel_acc(
+        w: DenseWeights<'_>,
+        k: usize,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match w {
+                DenseWeights::F32(w) => panel_sweep::<f32>(w, k, x, ldx, nb, y, ldy, rows),
+                DenseWeights::Bf16(w) => panel_sweep::<u16>(w, k, x, ldx, nb, y, ldy, rows),
+            }
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel_sweep<T: Load>(
+        w: &[T],
+        k: usize,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let nr = (rows.end - r0).min(PANEL);
+            // SAFETY (block): panel r0 / 32 holds k * 32 values; x holds nb rows of ldx ≥ k.
+            unsafe {
+                let panel = w.as_ptr().add(r0 / PANEL * k * PANEL);
+                let mut b0 = 0;
+                while b0 + PANEL_NB <= nb {
+                    panel_block::<T, PANEL_NB>(
+                        panel,
+                        k,
+                        x.as_ptr().add(b0 * ldx),
+                        ldx,
+                        y.add(b0 * ldy + r0),
+                        ldy,
+                        nr,
+                    );
+                    b0 += PANEL_NB;
+                }
+                while b0 + 4 <= nb {
+                    panel_block::<T, 4>(
+                        panel,
+                        k,
+                        x.as_ptr().add(b0 * ldx),
+                        ldx,
+                        y.add(b0 * ldy + r0),
+                        ldy,
+                        nr,
+                    );
+                    b0 += 4;
+                }
+                while b0 < nb {
+                    panel_block::<T, 1>(
+                        panel,
+                        k,
+                        x.as_ptr().add(b0 * ldx),
+                        ldx,
+                        y.add(b0 * ldy + r0),
+                        ldy,
+                        nr,
+                    );
+                    b0 += 1;
+                }
+            }
+            r0 += nr;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn panel_block<T: Load, const NB: usize>(
+        pp: *const T,
+        k: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+        nr: usize,
+    ) {
+        // SAFETY (block): the panel holds k rows of 32; x holds NB rows of ldx ≥ k; y's NB rows
+        // have nr valid columns from here (masked stores).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; NB];
+            for j in 0..k {
+                let w0 = T::load(pp.add(j * PANEL), 0xffff);
+                let w1 = T::load(pp.add(j * PANEL + 16), 0xffff);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(*x.add(b * ldx + j));
+                    a[0] = _mm512_fmadd_ps(w0, xv, a[0]);
+                    a[1] = _mm512_fmadd_ps(w1, xv, a[1]);
+                }
+            }
+            let m0: __mmask16 = if nr >= 16 {
+                0xffff
+            } else {
+                ((1u32 << nr) - 1) as __mmask16
+            };
+            let m1: __mmask16 = if nr >= 32 {
+                0xffff
+            } else if nr > 16 {
+                ((1u32 << (nr - 16)) - 1) as __mmask16
+            } else {
+                0
+            };
+            for (b, a) in acc.iter().enumerate() {
+                let yp = y.add(b * ldy);
+                _mm512_mask_storeu_ps(yp, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yp), a[0]));
+                _mm512_mask_storeu_ps(
+                    yp.add(16),
+                    m1,
+                    _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yp.add(16)), a[1]),
+                );
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn dense_acc(
@@ -312,8 +450,65 @@ pub(crate) mod avx512 {
     }
 }
 
+/// Rows per panel of the panel layout.
+pub(crate) const PANEL_ROWS: usize = 32;
+
+/// Row-major `[rows, k]` → 32-row panels `[rows/32][k][32]` (last panel zero-padded).
+pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> Vec<T> {
+    let panels = rows.div_ceil(PANEL_ROWS);
+    let mut out = vec![T::default(); panels * k * PANEL_ROWS];
+    for r in 0..rows {
+        let (p, i) = (r / PANEL_ROWS, r % PANEL_ROWS);
+        for j in 0..k {
+            out[(p * k + j) * PANEL_ROWS + i] = w[r * k + j];
+        }
+    }
+    out
+}
+
+/// Panel layout product (see `avx512::panel_acc`); portable fallback beside it.
+///
+/// # Safety
+/// As `dense_acc`; `rows.start` is a multiple of 32.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn panel_acc(
+    w: DenseWeights<'_>,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    nb: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: Range<usize>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: features present; forwarded contract.
+        unsafe { avx512::panel_acc(w, k, x, ldx, nb, y, ldy, rows) };
+        return;
+    }
+    let value = |r: usize, j: usize| {
+        let at = (r / PANEL_ROWS * k + j) * PANEL_ROWS + r % PANEL_ROWS;
+        match w {
+            DenseWeights::F32(w) => w[at],
+            DenseWeights::Bf16(w) => bf16_to_f32(w[at]),
+        }
+    };
+    for b in 0..nb {
+        for r in rows.clone() {
+            let mut s = 0f32;
+            for j in 0..k {
+                s = value(r, j).mul_add(x[b * ldx + j], s);
+            }
+            // SAFETY: caller contract.
+            unsafe { *y.add(b * ldy + r) += s };
+        }
+    }
+}
+
 /// Runs the portable kernel even where AVX-512 exists (tests compare both against the reference).
 #[cfg(test)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dense_acc_portable(
     w: DenseWeights<'_>,
     k: usize,
