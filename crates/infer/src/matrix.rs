@@ -154,15 +154,27 @@ fn dense_layout(dense: Format, nb: usize) -> Format {
     }
 }
 
+/// CSR follows the dtype: bf16 plans store CSR values in bf16 too.
+fn csr_for(dense: Format) -> Format {
+    if matches!(dense, Format::Bf16 | Format::Bf16Panel) {
+        Format::CsrBf16
+    } else {
+        Format::Csr
+    }
+}
+
 fn pack_one(w: &[f32], rows: usize, cols: usize, tuning: &Tuning) -> PackedMatrix {
     match tuning.choice {
+        FormatChoice::Fixed(Format::Csr) => {
+            PackedMatrix::pack(w, rows, cols, csr_for(tuning.dense))
+        }
         FormatChoice::Fixed(f) => PackedMatrix::pack(w, rows, cols, dense_layout(f, tuning.nb)),
         FormatChoice::Auto => {
             let zeros = w.iter().filter(|v| **v == 0.0).count();
             let dense = dense_layout(tuning.dense, tuning.nb);
             let mut candidates = vec![dense];
             if zeros * 2 >= w.len() {
-                candidates.push(Format::Csr);
+                candidates.push(csr_for(tuning.dense));
                 candidates.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
             }
             if candidates.len() == 1 {

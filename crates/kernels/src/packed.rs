@@ -27,6 +27,8 @@ pub enum Format {
     Bf16Panel,
     /// Compressed sparse rows, f32 values, u16/u32 column indices.
     Csr,
+    /// CSR with bf16 values (4 bytes per non-zero with u16 indices).
+    CsrBf16,
     /// Block-sparse rows with `(rows, cols)` blocks, one of [`BLOCK_SHAPES`].
     Bsr(usize, usize),
 }
@@ -39,6 +41,7 @@ impl fmt::Display for Format {
             Format::Panel => write!(f, "panel"),
             Format::Bf16Panel => write!(f, "bf16-panel"),
             Format::Csr => write!(f, "csr"),
+            Format::CsrBf16 => write!(f, "csr-bf16"),
             Format::Bsr(r, c) => write!(f, "bsr{r}x{c}"),
         }
     }
@@ -65,6 +68,7 @@ impl std::str::FromStr for Format {
             "panel" => Ok(Format::Panel),
             "bf16-panel" => Ok(Format::Bf16Panel),
             "csr" => Ok(Format::Csr),
+            "csr-bf16" => Ok(Format::CsrBf16),
             "bsr" => Ok(Format::Bsr(4, 4)),
             _ => {
                 let rest = s.strip_prefix("bsr").ok_or_else(bad)?;
@@ -119,6 +123,7 @@ impl PackedMatrix {
                 Storage::Bf16Panel(dense::pack_panels(&b, rows, cols))
             }
             Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
+            Format::CsrBf16 => Storage::Csr(Csr::from_dense(w, rows, cols).into_bf16()),
             Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
         };
         PackedMatrix {
@@ -142,6 +147,7 @@ impl PackedMatrix {
             Storage::Bf16(_) => Format::Bf16,
             Storage::Panel(_) => Format::Panel,
             Storage::Bf16Panel(_) => Format::Bf16Panel,
+            Storage::Csr(c) if !c.vals16.is_empty() => Format::CsrBf16,
             Storage::Csr(_) => Format::Csr,
             Storage::Bsr(b) => Format::Bsr(b.br, b.bc),
         }
@@ -205,7 +211,7 @@ impl PackedMatrix {
                 let mut out = vec![0.0; self.rows * self.cols];
                 for r in 0..self.rows {
                     for p in c.row_ptr[r] as usize..c.row_ptr[r + 1] as usize {
-                        out[r * self.cols + c.col_idx.get(p)] = c.vals[p];
+                        out[r * self.cols + c.col_idx.get(p)] = c.value(p);
                     }
                 }
                 out
@@ -511,9 +517,9 @@ mod tests {
         fn random_shapes_densities_and_batches(
             rows in 1usize..70, cols in 1usize..90, nb in prop::sample::select(vec![1usize, 2, 3, 5, 8, 17, 64, 80]),
             density in prop::sample::select(vec![0.0, 0.02, 0.1, 0.5, 1.0]),
-            which in 0usize..11, seed in 0u64..1000,
+            which in 0usize..12, seed in 0u64..1000,
         ) {
-            let mut formats = vec![Format::Dense, Format::Bf16, Format::Panel, Format::Bf16Panel, Format::Csr];
+            let mut formats = vec![Format::Dense, Format::Bf16, Format::Panel, Format::Bf16Panel, Format::Csr, Format::CsrBf16];
             formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
             check_format(formats[which], rows, cols, nb, density, seed);
         }

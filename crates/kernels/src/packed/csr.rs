@@ -52,7 +52,10 @@ pub struct Csr {
     /// Start of each row's non-zeros; `rows + 1` entries.
     pub row_ptr: Vec<u32>,
     pub col_idx: Indices,
+    /// f32 values; empty when the values are stored as bf16 (`vals16`).
     pub vals: Vec<f32>,
+    /// bf16 values (round to nearest even), widened in the kernels; empty for f32 storage.
+    pub vals16: Vec<u16>,
 }
 
 impl Csr {
@@ -83,16 +86,45 @@ impl Csr {
             row_ptr,
             col_idx,
             vals,
+            vals16: Vec::new(),
+        }
+    }
+
+    /// The same matrix with bf16 values: 4 bytes per non-zero instead of 6.
+    pub fn into_bf16(mut self) -> Csr {
+        self.vals16 = self.vals.iter().map(|&v| super::f32_to_bf16(v)).collect();
+        self.vals = Vec::new();
+        self
+    }
+
+    /// Value of non-zero `p` as f32.
+    pub fn value(&self, p: usize) -> f32 {
+        if self.vals16.is_empty() {
+            self.vals[p]
+        } else {
+            super::bf16_to_f32(self.vals16[p])
+        }
+    }
+
+    /// Values `s..e` as f32 (borrowed for f32 storage, widened into `buf` for bf16).
+    fn values<'a>(&'a self, s: usize, e: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        if self.vals16.is_empty() {
+            &self.vals[s..e]
+        } else {
+            buf.clear();
+            buf.extend(self.vals16[s..e].iter().map(|&v| super::bf16_to_f32(v)));
+            buf
         }
     }
 
     pub fn nnz(&self) -> usize {
-        self.vals.len()
+        self.col_idx.len()
     }
 
     /// Bytes read by one product: values, indices and row pointers.
     pub fn bytes(&self) -> usize {
         self.vals.len() * 4
+            + self.vals16.len() * 2
             + self.col_idx.len() * self.col_idx.bytes_per_index()
             + self.row_ptr.len() * 4
     }
@@ -119,12 +151,19 @@ impl Csr {
         if super::dense::avx512::available() {
             // SAFETY: features present; forwarded contract.
             unsafe {
-                match &self.col_idx {
-                    Indices::U16(c) => {
-                        avx512::gather_acc(&self.row_ptr, c, &self.vals, x, ldx, nb, y, ldy, rows)
+                let rp = &self.row_ptr;
+                match (&self.col_idx, self.vals16.is_empty()) {
+                    (Indices::U16(c), true) => {
+                        avx512::gather_acc(rp, c, &self.vals, x, ldx, nb, y, ldy, rows)
                     }
-                    Indices::U32(c) => {
-                        avx512::gather_acc(&self.row_ptr, c, &self.vals, x, ldx, nb, y, ldy, rows)
+                    (Indices::U32(c), true) => {
+                        avx512::gather_acc(rp, c, &self.vals, x, ldx, nb, y, ldy, rows)
+                    }
+                    (Indices::U16(c), false) => {
+                        avx512::gather_acc(rp, c, &self.vals16, x, ldx, nb, y, ldy, rows)
+                    }
+                    (Indices::U32(c), false) => {
+                        avx512::gather_acc(rp, c, &self.vals16, x, ldx, nb, y, ldy, rows)
                     }
                 }
             }
@@ -149,7 +188,7 @@ impl Csr {
                 let xb = &x[b * ldx..];
                 let mut acc = 0f32;
                 for p in s..e {
-                    acc += self.vals[p] * xb[self.col_idx.get(p)];
+                    acc += self.value(p) * xb[self.col_idx.get(p)];
                 }
                 // SAFETY: caller contract.
                 unsafe { *y.add(b * ldy + r) += acc };
@@ -168,13 +207,13 @@ impl Csr {
         rows: Range<usize>,
     ) {
         thread_local! {
-            static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+            static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
         }
         // Rows are computed in tiles of TILE: a tile's results (TILE, B) are added to y batch row
         // by batch row, TILE contiguous values at a time, instead of B scattered writes per row.
         const TILE: usize = 16;
         SCRATCH.with(|s| {
-            let (xt, tile) = &mut *s.borrow_mut();
+            let (xt, tile, vbuf) = &mut *s.borrow_mut();
             let k = self.cols;
             xt.clear();
             xt.resize(k * nb, 0.0);
@@ -203,19 +242,31 @@ impl Csr {
                         // SAFETY: features checked; indices < K so every xt row read is in bounds.
                         unsafe {
                             match &self.col_idx {
-                                Indices::U16(ci) => {
-                                    avx512::axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr)
-                                }
-                                Indices::U32(ci) => {
-                                    avx512::axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr)
-                                }
+                                Indices::U16(ci) => avx512::axpy_rows(
+                                    self.values(s, e, vbuf),
+                                    &ci[s..e],
+                                    xt,
+                                    nb,
+                                    yr,
+                                ),
+                                Indices::U32(ci) => avx512::axpy_rows(
+                                    self.values(s, e, vbuf),
+                                    &ci[s..e],
+                                    xt,
+                                    nb,
+                                    yr,
+                                ),
                             }
                         }
                     } else {
                         yr.iter_mut().for_each(|v| *v = 0.0);
                         match &self.col_idx {
-                            Indices::U16(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
-                            Indices::U32(ci) => axpy_rows(&self.vals[s..e], &ci[s..e], xt, nb, yr),
+                            Indices::U16(ci) => {
+                                axpy_rows(self.values(s, e, vbuf), &ci[s..e], xt, nb, yr)
+                            }
+                            Indices::U32(ci) => {
+                                axpy_rows(self.values(s, e, vbuf), &ci[s..e], xt, nb, yr)
+                            }
                         }
                     }
                 }
@@ -267,10 +318,32 @@ mod avx512 {
         }
     }
 
+    /// Loads 16 values (fewer under `mask`) as f32: f32 as is, bf16 widened.
+    pub(super) trait Value: Copy {
+        unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512;
+    }
+    impl Value for f32 {
+        #[inline(always)]
+        unsafe fn load16(p: *const f32, mask: __mmask16) -> __m512 {
+            // SAFETY: masked lanes are in bounds (caller).
+            unsafe { _mm512_maskz_loadu_ps(mask, p) }
+        }
+    }
+    impl Value for u16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const u16, mask: __mmask16) -> __m512 {
+            // SAFETY: masked lanes are in bounds (caller).
+            unsafe {
+                let h = _mm256_maskz_loadu_epi16(mask, p as *const i16);
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn row<I: Index, const NB: usize>(
-        vals: *const f32,
+    unsafe fn row<I: Index, V: Value, const NB: usize>(
+        vals: *const V,
         idx: *const I,
         n: usize,
         x: *const f32,
@@ -290,7 +363,7 @@ mod avx512 {
                     ((1u32 << (n - p)) - 1) as __mmask16
                 };
                 let iv = I::load16(idx.add(p), mask);
-                let vv = _mm512_maskz_loadu_ps(mask, vals.add(p));
+                let vv = V::load16(vals.add(p), mask);
                 for (b, a) in acc.iter_mut().enumerate() {
                     let xg = _mm512_mask_i32gather_ps::<4>(
                         _mm512_setzero_ps(),
@@ -388,10 +461,10 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gather_acc<I: Index>(
+    pub(super) unsafe fn gather_acc<I: Index, V: Value>(
         row_ptr: &[u32],
         idx: &[I],
-        vals: &[f32],
+        vals: &[V],
         x: &[f32],
         ldx: usize,
         nb: usize,
@@ -407,15 +480,15 @@ mod avx512 {
             unsafe {
                 let (v, i, yr) = (vp.add(s), ip.add(s), y.add(r));
                 match nb {
-                    1 => row::<I, 1>(v, i, n, xp, ldx, yr, ldy),
-                    2 => row::<I, 2>(v, i, n, xp, ldx, yr, ldy),
-                    3 => row::<I, 3>(v, i, n, xp, ldx, yr, ldy),
-                    4 => row::<I, 4>(v, i, n, xp, ldx, yr, ldy),
+                    1 => row::<I, V, 1>(v, i, n, xp, ldx, yr, ldy),
+                    2 => row::<I, V, 2>(v, i, n, xp, ldx, yr, ldy),
+                    3 => row::<I, V, 3>(v, i, n, xp, ldx, yr, ldy),
+                    4 => row::<I, V, 4>(v, i, n, xp, ldx, yr, ldy),
                     _ => {
                         // 5..=7: a block of four, then the rest one at a time.
-                        row::<I, 4>(v, i, n, xp, ldx, yr, ldy);
+                        row::<I, V, 4>(v, i, n, xp, ldx, yr, ldy);
                         for b in 4..nb {
-                            row::<I, 1>(v, i, n, xp.add(b * ldx), ldx, yr.add(b * ldy), ldy);
+                            row::<I, V, 1>(v, i, n, xp.add(b * ldx), ldx, yr.add(b * ldy), ldy);
                         }
                     }
                 }
