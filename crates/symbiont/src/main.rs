@@ -162,6 +162,13 @@ pub struct PeakArgs {
 }
 
 fn main() -> ExitCode {
+    // Writing into a closed pipe (`symbiont frontier t.json | head`) ends the process quietly, as
+    // other Unix tools do, instead of a panic inside println!.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => commands::train(a, cli.threads),
