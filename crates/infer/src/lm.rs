@@ -48,10 +48,12 @@ impl ModelPlan {
                     FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
                     f => f,
                 };
+                // Tuned for the widest call, the logits of every step of a sequence (T·B rows):
+                // the panel layout then; `Steps::Last` calls still work, at the panel's batch-1 rate.
                 let tuning = Tuning {
                     dense,
                     choice,
-                    nb: opts.batch,
+                    nb: opts.batch * opts.seq,
                 };
                 Some((GateMatrix::pack(&padded, rows, h, &tuning)?, db.clone()))
             }
