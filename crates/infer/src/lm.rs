@@ -1,12 +1,11 @@
 //! A prepared word-level language model: embedding lookup, the stack, and the decoder, for a
 //! whole sequence or step by step.
 
-use crate::matrix::{FormatChoice, GateMatrix, Tuning};
+use crate::matrix::{GateMatrix, Tuning};
 use crate::parallel::{split_units, SharedMut};
-use crate::plan::{Dtype, PlanOptions, StackPlan, StackState};
+use crate::plan::{PlanOptions, StackPlan, StackState};
 use crate::weights::ModelWeights;
 use crate::InferError;
-use kernels::packed::Format;
 
 /// Which steps' logits to compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,22 +38,9 @@ impl ModelPlan {
                 let rows = v.div_ceil(4);
                 let mut padded = dw.clone();
                 padded.resize(4 * rows * h, 0.0);
-                let dense = if opts.dtype == Dtype::Bf16 {
-                    Format::Bf16
-                } else {
-                    Format::Dense
-                };
-                let choice = match opts.format {
-                    FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
-                    f => f,
-                };
                 // Tuned for the widest call, the logits of every step of a sequence (T·B rows):
                 // the panel layout then; `Steps::Last` calls still work, at the panel's batch-1 rate.
-                let tuning = Tuning {
-                    dense,
-                    choice,
-                    nb: opts.batch * opts.seq,
-                };
+                let tuning = Tuning::for_plan(opts, opts.batch * opts.seq);
                 Some((GateMatrix::pack(&padded, rows, h, &tuning)?, db.clone()))
             }
         };

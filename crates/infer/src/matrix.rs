@@ -5,6 +5,7 @@
 //! thread can finish its units' gate epilogue without waiting for the others), and keeps block
 //! rows of BSR inside one gate whatever H is.
 
+use crate::plan::{Dtype, PlanOptions};
 use crate::InferError;
 use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
 use kernels::rng::CounterRng;
@@ -46,6 +47,22 @@ pub(crate) struct Tuning {
     pub dense: Format,
     pub choice: FormatChoice,
     pub nb: usize,
+}
+
+impl Tuning {
+    /// How a plan built with `opts` packs a matrix that sees `nb` rows per product: the dense
+    /// format follows the dtype (a fixed `dense` becomes `bf16` in a bf16 plan).
+    pub fn for_plan(opts: &PlanOptions, nb: usize) -> Tuning {
+        let dense = match opts.dtype {
+            Dtype::F32 => Format::Dense,
+            Dtype::Bf16 => Format::Bf16,
+        };
+        let choice = match opts.format {
+            FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
+            f => f,
+        };
+        Tuning { dense, choice, nb }
+    }
 }
 
 impl GateMatrix {

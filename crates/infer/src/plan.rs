@@ -149,25 +149,8 @@ impl StackPlan {
                 "plan threads, batch and seq must be > 0".into(),
             ));
         }
-        let dense = match opts.dtype {
-            Dtype::F32 => Format::Dense,
-            Dtype::Bf16 => Format::Bf16,
-        };
-        let format = match opts.format {
-            // A fixed dense format follows the dtype.
-            FormatChoice::Fixed(Format::Dense) => FormatChoice::Fixed(dense),
-            f => f,
-        };
-        let step = Tuning {
-            dense,
-            choice: format,
-            nb: opts.batch,
-        };
-        let hoisted = Tuning {
-            dense,
-            choice: format,
-            nb: opts.batch * opts.seq,
-        };
+        let step = Tuning::for_plan(opts, opts.batch);
+        let hoisted = Tuning::for_plan(opts, opts.batch * opts.seq);
         let mut out = Vec::new();
         for (l, lw) in layers.iter().enumerate() {
             let (i, h) = (lw.input, lw.hidden);

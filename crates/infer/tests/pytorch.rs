@@ -32,9 +32,11 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
         / scale
 }
 
-fn formats() -> Vec<(FormatChoice, Dtype, f32)> {
+/// Every packed format and dtype, at 1 and 2 threads, for batch `b` and `t` steps, with the
+/// tolerance of each.
+fn configs(b: usize, t: usize) -> Vec<(PlanOptions, f32)> {
     let f = |s: &str| s.parse::<FormatChoice>().unwrap();
-    vec![
+    let formats = [
         (f("dense"), Dtype::F32, 1e-5),
         (f("csr"), Dtype::F32, 1e-5),
         (f("bsr4x4"), Dtype::F32, 1e-5),
@@ -43,7 +45,22 @@ fn formats() -> Vec<(FormatChoice, Dtype, f32)> {
         (f("auto"), Dtype::F32, 1e-5),
         // bf16 rounds the weights (8 mantissa bits): ~1e-2 relative on the outputs.
         (f("dense"), Dtype::Bf16, 2e-2),
-    ]
+    ];
+    let mut out = Vec::new();
+    for threads in [1, 2] {
+        for (format, dtype, tol) in formats {
+            let opts = PlanOptions {
+                dtype,
+                format,
+                threads,
+                batch: b,
+                seq: t,
+                step_threads: None,
+            };
+            out.push((opts, tol));
+        }
+    }
+    out
 }
 
 fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
@@ -64,26 +81,17 @@ fn bidirectional_stack_matches_pytorch_in_every_format() {
     let x = floats(&f, "bi.x");
     let want = floats(&f, "bi.y");
     let (t, b) = (7, 2);
-    for threads in [1, 2] {
-        for (format, dtype, tol) in formats() {
-            let opts = PlanOptions {
-                dtype,
-                format,
-                threads,
-                batch: b,
-                seq: t,
-                step_threads: None,
-            };
-            let got = with_threads(threads, || {
-                let mut plan = StackPlan::new(&w.layers, &opts).unwrap();
-                plan.run(&x, t, b, None).unwrap().to_vec()
-            });
-            let e = rel_err(&got, &want);
-            assert!(
-                e < tol,
-                "{format:?} {dtype:?} threads {threads}: rel err {e}"
-            );
-        }
+    for (opts, tol) in configs(b, t) {
+        let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);
+        let got = with_threads(threads, || {
+            let mut plan = StackPlan::new(&w.layers, &opts).unwrap();
+            plan.run(&x, t, b, None).unwrap().to_vec()
+        });
+        let e = rel_err(&got, &want);
+        assert!(
+            e < tol,
+            "{format:?} {dtype:?} threads {threads}: rel err {e}"
+        );
     }
 }
 
@@ -110,50 +118,41 @@ fn sparse_language_model_matches_pytorch_whole_and_streaming() {
         .collect();
     let want = floats(&f, "lm.logits");
     let (t, b, v) = (6, 3, 50);
-    for threads in [1, 2] {
-        for (format, dtype, tol) in formats() {
-            let opts = PlanOptions {
-                dtype,
-                format,
-                threads,
-                batch: b,
-                seq: t,
-                step_threads: None,
-            };
-            with_threads(threads, || {
-                let mut plan = ModelPlan::new(&w, &opts).unwrap();
-                let all = plan
-                    .run_tokens(&tokens, t, b, None, Steps::All)
-                    .unwrap()
-                    .to_vec();
-                let e = rel_err(&all, &want);
-                assert!(
-                    e < tol,
-                    "{format:?} {dtype:?} threads {threads}: rel err {e}"
-                );
-                let last = plan
-                    .run_tokens(&tokens, t, b, None, Steps::Last)
-                    .unwrap()
-                    .to_vec();
-                // Batch blocking differs between T·B and B rows: last-bit differences only.
-                assert!(rel_err(&last, &all[(t - 1) * b * v..]) < 1e-6);
-                // One step at a time with a carried state gives the same logits.
-                let mut state = plan.stack().zero_state(b);
-                for s in 0..t {
-                    let step = plan
-                        .run_tokens(
-                            &tokens[s * b..(s + 1) * b],
-                            1,
-                            b,
-                            Some(&mut state),
-                            Steps::Last,
-                        )
-                        .unwrap();
-                    let e = rel_err(step, &all[s * b * v..(s + 1) * b * v]);
-                    assert!(e < 1e-6, "streaming step {s}: {e}");
-                }
-            });
-        }
+    for (opts, tol) in configs(b, t) {
+        let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);
+        with_threads(threads, || {
+            let mut plan = ModelPlan::new(&w, &opts).unwrap();
+            let all = plan
+                .run_tokens(&tokens, t, b, None, Steps::All)
+                .unwrap()
+                .to_vec();
+            let e = rel_err(&all, &want);
+            assert!(
+                e < tol,
+                "{format:?} {dtype:?} threads {threads}: rel err {e}"
+            );
+            let last = plan
+                .run_tokens(&tokens, t, b, None, Steps::Last)
+                .unwrap()
+                .to_vec();
+            // Batch blocking differs between T·B and B rows: last-bit differences only.
+            assert!(rel_err(&last, &all[(t - 1) * b * v..]) < 1e-6);
+            // One step at a time with a carried state gives the same logits.
+            let mut state = plan.stack().zero_state(b);
+            for s in 0..t {
+                let step = plan
+                    .run_tokens(
+                        &tokens[s * b..(s + 1) * b],
+                        1,
+                        b,
+                        Some(&mut state),
+                        Steps::Last,
+                    )
+                    .unwrap();
+                let e = rel_err(step, &all[s * b * v..(s + 1) * b * v]);
+                assert!(e < 1e-6, "streaming step {s}: {e}");
+            }
+        });
     }
 }
 
@@ -163,28 +162,19 @@ fn hlstm_layer_matches_pytorch_from_a_non_zero_state() {
     let w = ModelWeights::from_file(&f).unwrap();
     let (t, b, h) = (4, 3, 6);
     let x = floats(&f, "x");
-    for threads in [1, 2] {
-        for (format, dtype, tol) in formats() {
-            let opts = PlanOptions {
-                dtype,
-                format,
-                threads,
-                batch: b,
-                seq: t,
-                step_threads: None,
-            };
-            with_threads(threads, || {
-                let mut plan = StackPlan::new(&w.layers, &opts).unwrap();
-                let mut state = plan.zero_state(b);
-                state.h[0] = floats(&f, "h0");
-                state.c[0] = floats(&f, "c0");
-                let out = plan.run(&x, t, b, Some(&mut state)).unwrap().to_vec();
-                let e = rel_err(&out, &floats(&f, "h"));
-                assert!(e < tol, "{format:?} {dtype:?}: h rel err {e}");
-                assert!(rel_err(&state.c[0], &floats(&f, "c_final")) < tol);
-                assert_eq!(state.h[0], out[(t - 1) * b * h..]);
-            });
-        }
+    for (opts, tol) in configs(b, t) {
+        let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);
+        with_threads(threads, || {
+            let mut plan = StackPlan::new(&w.layers, &opts).unwrap();
+            let mut state = plan.zero_state(b);
+            state.h[0] = floats(&f, "h0");
+            state.c[0] = floats(&f, "c0");
+            let out = plan.run(&x, t, b, Some(&mut state)).unwrap().to_vec();
+            let e = rel_err(&out, &floats(&f, "h"));
+            assert!(e < tol, "{format:?} {dtype:?}: h rel err {e}");
+            assert!(rel_err(&state.c[0], &floats(&f, "c_final")) < tol);
+            assert_eq!(state.h[0], out[(t - 1) * b * h..]);
+        });
     }
 }
 

@@ -148,15 +148,7 @@ impl Bsr {
         PADDED.with(|p| {
             let mut padded = p.borrow_mut();
             for b in 0..nb {
-                // Blocks of the last column may reach past K: read a zero-padded copy of x then.
-                let xb: &[f32] = if kp == k {
-                    &x[b * ldx..b * ldx + k]
-                } else {
-                    padded.clear();
-                    padded.extend_from_slice(&x[b * ldx..b * ldx + k]);
-                    padded.resize(kp, 0.0);
-                    &padded[..]
-                };
+                let xb = padded_row(x, b * ldx, k, kp, &mut padded);
                 for i in rows.start / BR..rows.end.div_ceil(BR) {
                     let (s, e) = (self.block_ptr[i] as usize, self.block_ptr[i + 1] as usize);
                     let mut acc = [[0f32; BC]; BR];
@@ -175,6 +167,25 @@ impl Bsr {
                 }
             }
         });
+    }
+}
+
+/// Row `x[start .. start + k]`, as is when `kp == k`, else copied into `buf` and zero-padded to
+/// `kp`: blocks of the last column may reach past K.
+fn padded_row<'a>(
+    x: &'a [f32],
+    start: usize,
+    k: usize,
+    kp: usize,
+    buf: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if kp == k {
+        &x[start..start + k]
+    } else {
+        buf.clear();
+        buf.extend_from_slice(&x[start..start + k]);
+        buf.resize(kp, 0.0);
+        buf
     }
 }
 
@@ -220,15 +231,7 @@ mod avx512 {
         let kp = k.div_ceil(m.bc) * m.bc;
         let mut padded = Vec::new();
         for b in 0..nb {
-            // Blocks of the last column may reach past K: read a zero-padded copy of x then.
-            let xb: &[f32] = if kp == k {
-                &x[b * ldx..b * ldx + k]
-            } else {
-                padded.clear();
-                padded.extend_from_slice(&x[b * ldx..b * ldx + k]);
-                padded.resize(kp, 0.0);
-                &padded
-            };
+            let xb = super::padded_row(x, b * ldx, k, kp, &mut padded);
             let xp = xb.as_ptr();
             for i in rows.start / m.br..rows.end.div_ceil(m.br) {
                 let (s, e) = (m.block_ptr[i] as usize, m.block_ptr[i + 1] as usize);

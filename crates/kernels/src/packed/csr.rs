@@ -296,6 +296,7 @@ fn axpy_rows<I: Copy + Into<u32>>(vals: &[f32], idx: &[I], xt: &[f32], nb: usize
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::dense::avx512::Load;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -318,31 +319,9 @@ mod avx512 {
         }
     }
 
-    /// Loads 16 values (fewer under `mask`) as f32: f32 as is, bf16 widened.
-    pub(super) trait Value: Copy {
-        unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512;
-    }
-    impl Value for f32 {
-        #[inline(always)]
-        unsafe fn load16(p: *const f32, mask: __mmask16) -> __m512 {
-            // SAFETY: masked lanes are in bounds (caller).
-            unsafe { _mm512_maskz_loadu_ps(mask, p) }
-        }
-    }
-    impl Value for u16 {
-        #[inline(always)]
-        unsafe fn load16(p: *const u16, mask: __mmask16) -> __m512 {
-            // SAFETY: masked lanes are in bounds (caller).
-            unsafe {
-                let h = _mm256_maskz_loadu_epi16(mask, p as *const i16);
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            }
-        }
-    }
-
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn row<I: Index, V: Value, const NB: usize>(
+    unsafe fn row<I: Index, V: Load, const NB: usize>(
         vals: *const V,
         idx: *const I,
         n: usize,
@@ -363,7 +342,7 @@ mod avx512 {
                     ((1u32 << (n - p)) - 1) as __mmask16
                 };
                 let iv = I::load16(idx.add(p), mask);
-                let vv = V::load16(vals.add(p), mask);
+                let vv = V::load(vals.add(p), mask);
                 for (b, a) in acc.iter_mut().enumerate() {
                     let xg = _mm512_mask_i32gather_ps::<4>(
                         _mm512_setzero_ps(),
@@ -461,7 +440,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gather_acc<I: Index, V: Value>(
+    pub(super) unsafe fn gather_acc<I: Index, V: Load>(
         row_ptr: &[u32],
         idx: &[I],
         vals: &[V],
