@@ -61,6 +61,34 @@ impl TensorFile {
         })
     }
 
+    /// The tensors of a `state_dict` in memory, readable like a file (`label` stands for the
+    /// path in error messages): no round trip through the disk.
+    pub fn from_tensors(label: &str, tensors: &[OutTensor<'_>]) -> TensorFile {
+        let raw = |t: &OutTensor<'_>| {
+            let (dtype, bytes): (Dtype, Vec<u8>) = match &t.data {
+                TensorData::F32(d) => {
+                    (Dtype::F32, d.iter().flat_map(|v| v.to_le_bytes()).collect())
+                }
+                TensorData::F32Owned(d) => {
+                    (Dtype::F32, d.iter().flat_map(|v| v.to_le_bytes()).collect())
+                }
+                TensorData::I64(d) => {
+                    (Dtype::I64, d.iter().flat_map(|v| v.to_le_bytes()).collect())
+                }
+            };
+            RawTensor {
+                dtype,
+                shape: t.shape.clone(),
+                bytes,
+            }
+        };
+        TensorFile {
+            path: label.to_string(),
+            tensors: tensors.iter().map(|t| (t.name.clone(), raw(t))).collect(),
+            metadata: HashMap::new(),
+        }
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }

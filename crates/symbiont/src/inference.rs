@@ -315,15 +315,10 @@ pub fn evaluate_with_plan(
     dtype: Dtype,
     format: FormatChoice,
 ) -> Result<train::eval::EvalResult> {
-    // The plan reads weights by their PyTorch names: round-trip through a temporary file keeps
-    // one import path for trained and foreign models alike.
-    let dir = std::env::temp_dir().join(format!("symbiont-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("model.safetensors");
-    model.save(&path, Default::default())?;
-    let weights = ModelWeights::load(&path);
-    std::fs::remove_dir_all(&dir)?;
-    let weights = weights?;
+    // The plan reads weights by their PyTorch names: the model's state_dict, in memory, goes
+    // through the same import path as a foreign model's file.
+    let file = model::checkpoint::TensorFile::from_tensors("checkpoint", &model.state_dict());
+    let weights = ModelWeights::from_file(&file)?;
     let opts = PlanOptions {
         dtype,
         format,
