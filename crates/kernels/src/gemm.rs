@@ -211,88 +211,6 @@ unsafe fn gemm_raw<F: Real>(
     }
 }
 
-/// Pointer to the destination shared by the two halves of [`matmul_small_m`].
-#[derive(Clone, Copy)]
-struct DstPtr<F>(*mut F);
-// SAFETY: the two tasks write disjoint column blocks (see matmul_small_m).
-unsafe impl<F> Send for DstPtr<F> {}
-unsafe impl<F> Sync for DstPtr<F> {}
-
-/// `c (m x n) = alpha * a (m x k) * b (k x n) + beta * c`, all row-major as stored, for few rows
-/// (the LSTM's per-step recurrent products, m = batch). Each block of output columns is split at
-/// a multiple of 16 (the gemm crate then reads `b` in place instead of repacking it every time
-/// step) and, on two or more threads, the columns are halved between two sequential GEMMs so each
-/// core streams half of `b` (the crate's own threading streams all of it on both cores here).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_small_m<F: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: F,
-    a: &[F],
-    b: &[F],
-    beta: F,
-    c: &mut [F],
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul_small_m: operand too short"
-    );
-    if m == 0 || n == 0 || k == 0 {
-        matmul(m, n, k, alpha, a, Trans::N, b, Trans::N, beta, c);
-        return;
-    }
-    // Column block [c0, c1) of the product, sequential, split at a multiple of 16.
-    let block = |c0: usize, c1: usize, dst: DstPtr<F>| {
-        let main = c0 + (c1 - c0) / 16 * 16;
-        for (x0, x1) in [(c0, main), (main, c1)] {
-            if x1 > x0 {
-                // SAFETY: rows < m, columns in [x0, x1) ⊂ [0, n): inside a (m x k), b (k x n) and
-                // c (m x n), checked above; the caller gives each block to one task only.
-                unsafe {
-                    gemm_raw(
-                        m,
-                        x1 - x0,
-                        k,
-                        dst.0.add(x0),
-                        n,
-                        a.as_ptr(),
-                        (k as isize, 1),
-                        b.as_ptr().add(x0),
-                        (n as isize, 1),
-                        alpha,
-                        beta,
-                        false,
-                    );
-                }
-            }
-        }
-    };
-    let dst = DstPtr(c.as_mut_ptr());
-    if rayon::current_num_threads() > 1 && m * n * k >= PARALLEL_MIN_MACS && n >= 64 {
-        let half = (n / 2) / 16 * 16;
-        rayon::join(|| block(0, half, dst), || block(half, n, dst));
-    } else {
-        block(0, n, dst);
-    }
-}
-
-/// `dst (cols x rows) = src (rows x cols)^T`, blocked for cache reuse.
-pub fn transpose<F: Real>(src: &[F], rows: usize, cols: usize, dst: &mut [F]) {
-    assert_eq!(src.len(), rows * cols, "transpose: src is not rows x cols");
-    assert_eq!(dst.len(), rows * cols, "transpose: dst is not cols x rows");
-    const BLOCK: usize = 32;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-}
-
 fn scale_in_place<F: Real>(c: &mut [F], beta: F) {
     if beta == F::ZERO {
         c.fill(F::ZERO);
@@ -370,50 +288,6 @@ mod tests {
             for (x, y) in fast.iter().zip(&slow) {
                 prop_assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
             }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
-        #[test]
-        fn split_and_strided_products_match_reference(m in 1usize..25, n in 1usize..60, k in 1usize..40, seed in 0u64..1000) {
-            let a = random(m * k, seed);
-            let b = random(k * n, seed + 1);
-            let c0 = random(m * n, seed + 2);
-            let mut fast = c0.clone();
-            let mut slow = c0.clone();
-            matmul_small_m(m, n, k, 1.0, &a, &b, 1.0, &mut fast);
-            matmul_reference(m, n, k, 1.0, &a, Trans::N, &b, Trans::N, 1.0, &mut slow);
-            for (x, y) in fast.iter().zip(&slow) {
-                prop_assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
-            }
-            let mut t = vec![0.0; m * n];
-            transpose(&c0, m, n, &mut t);
-            for i in 0..m {
-                for j in 0..n {
-                    prop_assert_eq!(t[j * m + i], c0[i * n + j]);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn small_m_product_splits_across_threads_and_matches_reference() {
-        // Large enough for the two-thread column split (m*n*k >= 2^20, n >= 64), with a tail.
-        let (m, n, k) = (20, 2600, 650);
-        let a = random(m * k, 3);
-        let b = random(k * n, 4);
-        let c0 = random(m * n, 5);
-        let mut fast = c0.clone();
-        let mut slow = c0.clone();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| matmul_small_m(m, n, k, 0.5, &a, &b, 1.0, &mut fast));
-        matmul_reference(m, n, k, 0.5, &a, Trans::N, &b, Trans::N, 1.0, &mut slow);
-        for (x, y) in fast.iter().zip(&slow) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
         }
     }
 

@@ -11,6 +11,7 @@ pub mod packed;
 pub mod real;
 pub mod reduce;
 pub mod rng;
+pub mod small_m;
 pub mod softmax;
 
 pub use gemm::{matmul, matmul_reference, Trans};

@@ -7,8 +7,8 @@
 //! gradients of all steps are again single GEMMs.
 
 use crate::cell::{gates_backward, gates_forward, split4, split4_mut};
-use kernels::gemm::{matmul_small_m, transpose};
 use kernels::reduce::add_column_sums;
+use kernels::small_m::{matmul_packed, PackedB};
 use kernels::{matmul, Real, Trans};
 
 /// Dimensions of one layer call.
@@ -60,10 +60,12 @@ pub struct LstmTape<F> {
     pub tc: Vec<F>,
     /// Pre-activation gate gradients: (T, B, G).
     pub dgates: Vec<F>,
-    /// W_hh transposed, (H, G), refreshed by every forward: the per-step product then reads its
-    /// weight operand in place (3x faster at H = 200 than the transposed view of W_hh;
-    /// `symbiont peak`: `recurrent_step` vs `recurrent_step_wt`).
-    pub w_hh_t: Vec<F>,
+    /// W_hhᵀ (H x G) packed for the per-step forward product, refreshed by every forward, and
+    /// W_hh (G x H) packed for the backward's dh product, refreshed by every backward: the
+    /// few-rows kernel streams the packed strips 2x faster than the `gemm` crate reads the
+    /// weight (`symbiont peak`: `recurrent_*_few_rows` vs `recurrent_*`).
+    pub w_hh_fwd: PackedB<F>,
+    pub w_hh_bwd: PackedB<F>,
     /// Gradient flowing into h_{t-1} and c_{t-1}: (B, H) each.
     pub dh_next: Vec<F>,
     pub dc_next: Vec<F>,
@@ -78,7 +80,8 @@ impl<F: Real> LstmTape<F> {
             cs: vec![F::ZERO; (s.t + 1) * bh],
             tc: vec![F::ZERO; tb * s.h],
             dgates: vec![F::ZERO; tb * g],
-            w_hh_t: vec![F::ZERO; g * s.h],
+            w_hh_fwd: PackedB::new(),
+            w_hh_bwd: PackedB::new(),
             dh_next: vec![F::ZERO; bh],
             dc_next: vec![F::ZERO; bh],
         }
@@ -128,11 +131,11 @@ pub fn lstm_forward<F: Real>(
         F::ONE,
         &mut tape.gates,
     );
-    transpose(w.w_hh, g, h, &mut tape.w_hh_t);
+    tape.w_hh_fwd.pack_transposed(w.w_hh, h, h, g);
     for t in 0..s.t {
         let gates_t = &mut tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let (hs_prev, hs_next) = tape.hs[t * bh..(t + 2) * bh].split_at_mut(bh);
-        matmul_small_m(s.b, g, h, F::ONE, hs_prev, &tape.w_hh_t, F::ONE, gates_t);
+        matmul_packed(s.b, F::ONE, hs_prev, h, &tape.w_hh_fwd, F::ONE, gates_t, g);
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         let tc_t = &mut tape.tc[t * bh..(t + 1) * bh];
         for b in 0..s.b {
@@ -168,6 +171,7 @@ pub fn lstm_backward<F: Real>(
         tb * h,
         "lstm_backward: dh_out is not (T, B, H)"
     );
+    tape.w_hh_bwd.pack(w.w_hh, h, g, h);
     tape.dh_next.fill(F::ZERO);
     tape.dc_next.fill(F::ZERO);
     for t in (0..s.t).rev() {
@@ -190,15 +194,15 @@ pub fn lstm_backward<F: Real>(
         }
         if t > 0 {
             // dh_{t-1} = dgates_t W_hh
-            matmul_small_m(
+            matmul_packed(
                 s.b,
-                h,
-                g,
                 F::ONE,
                 dgates_t,
-                w.w_hh,
+                g,
+                &tape.w_hh_bwd,
                 F::ZERO,
                 &mut tape.dh_next,
+                h,
             );
         }
     }

@@ -339,52 +339,21 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
             rows.push(json!({"shape": name, "hidden": h, "m": m, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
         }
     }
-    // Recurrent products as the LSTM runs them (`matmul_small_m`: output columns halved between
-    // the threads, each block split at a multiple of 16 so the weight is read in place).
+    // The same two products through the packed few-rows kernel the LSTM uses.
     for &h in &args.hidden {
         let g = 4 * h;
         for (name, n, k) in [
-            ("recurrent_step_wt_split", g, h),
-            ("recurrent_dh_split", h, g),
+            ("recurrent_step_few_rows", g, h),
+            ("recurrent_dh_few_rows", h, g),
         ] {
             let a = vec![0.5f32; 20 * k];
             let b = vec![0.25f32; k * n];
             let mut c = vec![0.0f32; 20 * n];
-            let main = n - n % 16;
             let flops = 2.0 * (20 * n * k) as f64;
+            let mut packed = kernels::small_m::PackedB::new();
+            packed.pack(&b, n, k, n);
             let secs = time_median(((2e9 / flops) as usize).clamp(5, 2000), || {
-                kernels::gemm::matmul_ld(
-                    20,
-                    main,
-                    k,
-                    1.0,
-                    &a,
-                    k,
-                    Trans::N,
-                    &b,
-                    n,
-                    Trans::N,
-                    0.0,
-                    &mut c,
-                    n,
-                );
-                if main < n {
-                    kernels::gemm::matmul_ld(
-                        20,
-                        n - main,
-                        k,
-                        1.0,
-                        &a,
-                        k,
-                        Trans::N,
-                        &b[main..],
-                        n,
-                        Trans::N,
-                        0.0,
-                        &mut c[main..],
-                        n,
-                    );
-                }
+                kernels::small_m::matmul_packed(20, 1.0, &a, k, &packed, 0.0, &mut c, n)
             });
             rows.push(json!({"shape": name, "hidden": h, "m": 20, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
         }

@@ -7,16 +7,31 @@ use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 15;
 
-/// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
-/// `clip_grad_norm_`: factor max_norm / (norm + 1e-6) when below 1). Returns the norm before
-/// clipping. `max_norm = 0` disables clipping.
-pub fn clip_grad_norm(grads: &mut [f32], max_norm: f64) -> f64 {
-    let norm = sum_squares(grads).sqrt();
+/// The factor PyTorch's `clip_grad_norm_` scales gradients of global L2 norm `norm` by:
+/// max_norm / (norm + 1e-6) when below 1, else 1. `max_norm = 0` disables clipping.
+pub fn clip_factor(norm: f64, max_norm: f64) -> f32 {
     if max_norm > 0.0 && norm.is_finite() {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
-            scale(coef as f32, grads);
+            return coef as f32;
         }
+    }
+    1.0
+}
+
+/// The global L2 norm of `grads`.
+pub fn grad_norm(grads: &[f32]) -> f64 {
+    sum_squares(grads).sqrt()
+}
+
+/// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`). Returns the norm before clipping. The trainer instead passes
+/// [`clip_factor`] to [`Optimizer::step_scaled`], which saves a pass over the gradients.
+pub fn clip_grad_norm(grads: &mut [f32], max_norm: f64) -> f64 {
+    let norm = grad_norm(grads);
+    let coef = clip_factor(norm, max_norm);
+    if coef < 1.0 {
+        scale(coef, grads);
     }
     norm
 }
@@ -50,7 +65,14 @@ impl Optimizer {
 
     /// One update with learning rate `lr`.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
+        self.step_scaled(params, grads, 1.0, lr);
+    }
+
+    /// One update from the gradients `grad_scale * grads` (the clipping factor), bit for bit
+    /// the update after scaling the gradients in place, without that extra pass over them.
+    pub fn step_scaled(&mut self, params: &mut [f32], grads: &[f32], grad_scale: f32, lr: f64) {
         assert_eq!(params.len(), grads.len());
+        let gs = grad_scale;
         self.steps += 1;
         let c = &self.config;
         let wd = c.weight_decay as f32;
@@ -64,7 +86,7 @@ impl Optimizer {
                     .zip(self.m.par_chunks_mut(CHUNK))
                     .for_each(|((p, g), m)| {
                         for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
-                            let g = g + wd * *p;
+                            let g = gs * g + wd * *p;
                             *m = mu * *m + g;
                             *p -= lr32 * *m;
                         }
@@ -76,7 +98,7 @@ impl Optimizer {
                     .zip(grads.par_chunks(CHUNK))
                     .for_each(|(p, g)| {
                         for (p, &g) in p.iter_mut().zip(g) {
-                            *p -= lr32 * (g + wd * *p);
+                            *p -= lr32 * (gs * g + wd * *p);
                         }
                     });
             }
@@ -98,6 +120,7 @@ impl Optimizer {
                     )
                     .for_each(|((p, g), (m, v))| {
                         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                            let g = gs * g;
                             let g = if decoupled { g } else { g + wd * *p };
                             if decoupled {
                                 *p -= lr32 * wd * *p;
@@ -140,6 +163,33 @@ mod tests {
         assert_eq!(n, 5.0);
         let k = (1.0 / (5.0 + 1e-6)) as f32;
         assert_eq!(g, vec![3.0 * k, 4.0 * k]);
+    }
+
+    #[test]
+    fn scaled_step_equals_step_after_clipping_bit_for_bit() {
+        for kind in [OptimKind::Sgd, OptimKind::Adam, OptimKind::AdamW] {
+            for momentum in [0.0, 0.9] {
+                let mut c = cfg(kind);
+                c.momentum = momentum;
+                c.weight_decay = 0.01;
+                let grads: Vec<f32> = (0..1000)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3)
+                    .collect();
+                let params: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.013).sin()).collect();
+                let (mut a, mut b) = (Optimizer::new(c.clone(), 1000), Optimizer::new(c, 1000));
+                let (mut pa, mut pb) = (params.clone(), params);
+                for _ in 0..3 {
+                    let mut clipped = grads.clone();
+                    let norm = clip_grad_norm(&mut clipped, 5.0);
+                    let coef = clip_factor(norm, 5.0);
+                    assert!(coef < 1.0);
+                    a.step(&mut pa, &clipped, 0.1);
+                    b.step_scaled(&mut pb, &grads, coef, 0.1);
+                }
+                let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&pa), bits(&pb), "{kind:?} momentum {momentum}");
+            }
+        }
     }
 
     #[test]

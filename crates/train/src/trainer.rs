@@ -5,7 +5,7 @@
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::config::Objective;
 use crate::eval::{evaluate, EvalResult};
-use crate::optim::{clip_grad_norm, Optimizer};
+use crate::optim::{clip_factor, grad_norm, Optimizer};
 use crate::ptb::{Batched, Corpus};
 use crate::{TrainConfig, TrainError};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -197,7 +197,7 @@ pub fn train(
             let step_start = Instant::now();
             let bi = ckpt.trainer.batch;
             let (x, y) = data.get(bi * t, t);
-            grads.fill(0.0);
+            kernels::reduce::fill(&mut grads, 0.0);
             let ctx = DropoutCtx {
                 rng,
                 p: cfg.model.dropout,
@@ -221,11 +221,14 @@ pub fn train(
                 batches_per_epoch: batches,
             };
             hook.after_backward(&info, &mut grads);
-            let norm = clip_grad_norm(&mut grads, cfg.optim.clip_norm);
+            let norm = grad_norm(&grads);
             if !norm.is_finite() {
                 return Err(non_finite("gradient norm", ckpt, opts));
             }
-            ckpt.optimizer.step(&mut ckpt.model.params, &grads, lr);
+            // Clipping folded into the update (one pass over the gradients instead of two).
+            let coef = clip_factor(norm, cfg.optim.clip_norm);
+            ckpt.optimizer
+                .step_scaled(&mut ckpt.model.params, &grads, coef, lr);
             for event in hook.after_step(&info, &mut ckpt.model.params, &mut ckpt.optimizer) {
                 metrics.write(event)?;
             }

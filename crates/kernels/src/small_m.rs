@@ -1,0 +1,489 @@
+//! Few-row products `c (m x n) = alpha * a (m x k) * B + beta * c` against a `B (k x n)` that is
+//! reused across many calls: the per-step recurrent products of LSTM training (m = batch = 20,
+//! B = W_hh or its transpose, 1.7–36 MB, used by all 35 steps of a batch).
+//!
+//! Why not the `gemm` crate: at these shapes it reaches 35–70 GFLOP/s on two cores against
+//! 170–190 for large products (`symbiont peak`, rows `recurrent_*`): its blocking is made for
+//! large m and it re-reads B with the weight's row stride. Here B is packed once into 32-column
+//! strips stored contiguously (`[strip][k][32]`, zero-padded), so each call streams it front to
+//! back; a block of ≤ 12 rows of `a` keeps its 2 x rows accumulators in AVX-512 registers for
+//! the whole k loop. Reading B in place instead (row stride 2.6–24 KB) measured 25–69 GFLOP/s:
+//! every k step touches a new page. Columns are split between threads in whole strips.
+
+use crate::Real;
+use rayon::prelude::*;
+use std::any::TypeId;
+
+/// Rows of `a` per register block: 12 x 2 accumulators + 2 B vectors + 1 broadcast fit in the
+/// 32 AVX-512 registers.
+const MAX_ROWS: usize = 12;
+/// Columns of a strip (two AVX-512 vectors of f32).
+pub const STRIP: usize = 32;
+/// Products smaller than this many multiply-adds stay on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// B (k x n) packed in 32-column strips, each `k x 32` contiguous, columns past n zero.
+#[derive(Clone, Debug, Default)]
+pub struct PackedB<F> {
+    k: usize,
+    n: usize,
+    data: Vec<F>,
+}
+
+impl<F: Real> PackedB<F> {
+    pub fn new() -> Self {
+        Self {
+            k: 0,
+            n: 0,
+            data: Vec::new(),
+        }
+    }
+
+    /// Rows (the product's inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn resize(&mut self, k: usize, n: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.resize(n.div_ceil(STRIP) * STRIP * k, F::ZERO);
+    }
+
+    /// Packs B = `b` (k x n, row length `ldb`).
+    ///
+    /// # Panics
+    /// If `b` is shorter than its shape needs.
+    pub fn pack(&mut self, b: &[F], ldb: usize, k: usize, n: usize) {
+        assert!(
+            ldb >= n && (k == 0 || n == 0 || b.len() >= (k - 1) * ldb + n),
+            "PackedB::pack: b is not {k}x{n} with row length {ldb}"
+        );
+        self.resize(k, n);
+        self.data
+            .par_chunks_mut((k * STRIP).max(1))
+            .enumerate()
+            .for_each(|(s, strip)| {
+                let j0 = s * STRIP;
+                let w = (n - j0).min(STRIP);
+                for (kk, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
+                    dst[..w].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + w]);
+                    dst[w..].fill(F::ZERO);
+                }
+            });
+    }
+
+    /// Packs B = `bt`ᵀ, where `bt` is n x k (row length `ldbt`): e.g. W_hh (4H x H) for the
+    /// forward product h W_hhᵀ.
+    ///
+    /// # Panics
+    /// If `bt` is shorter than its shape needs.
+    pub fn pack_transposed(&mut self, bt: &[F], ldbt: usize, k: usize, n: usize) {
+        assert!(
+            ldbt >= k && (k == 0 || n == 0 || bt.len() >= (n - 1) * ldbt + k),
+            "PackedB::pack_transposed: bt is not {n}x{k} with row length {ldbt}"
+        );
+        self.resize(k, n);
+        self.data
+            .par_chunks_mut((k * STRIP).max(1))
+            .enumerate()
+            .for_each(|(s, strip)| {
+                let j0 = s * STRIP;
+                let w = (n - j0).min(STRIP);
+                // Blocks of 64 k so the strip's destination rows stay in L1 while 32 source
+                // rows are read across them.
+                for k0 in (0..k).step_by(64) {
+                    let k1 = (k0 + 64).min(k);
+                    for jj in 0..STRIP {
+                        if jj < w {
+                            let src = &bt[(j0 + jj) * ldbt..(j0 + jj) * ldbt + k];
+                            for kk in k0..k1 {
+                                strip[kk * STRIP + jj] = src[kk];
+                            }
+                        } else {
+                            for kk in k0..k1 {
+                                strip[kk * STRIP + jj] = F::ZERO;
+                            }
+                        }
+                    }
+                }
+            });
+    }
+}
+
+/// `c = alpha * a * B + beta * c` for row-major `a (m x k)` and `c (m x n)` with row lengths
+/// `lda`, `ldc`, and the packed `b`. The AVX-512 kernel runs for f32 when the CPU has it; other
+/// cases run a plain loop over the packed strips. With `beta == 0` the old contents of `c` are
+/// ignored (NaN included).
+///
+/// # Panics
+/// If a slice is shorter than its shape needs (a programming error, not user input).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed<F: Real>(
+    m: usize,
+    alpha: F,
+    a: &[F],
+    lda: usize,
+    b: &PackedB<F>,
+    beta: F,
+    c: &mut [F],
+    ldc: usize,
+) {
+    let (n, k) = (b.n, b.k);
+    let fits = |len: usize, rows: usize, cols: usize, ld: usize| {
+        ld >= cols && (rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols)
+    };
+    assert!(fits(a.len(), m, k, lda), "matmul_packed: a is not {m}x{k}");
+    assert!(fits(c.len(), m, n, ldc), "matmul_packed: c is not {m}x{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if TypeId::of::<F>() == TypeId::of::<f32>() && avx512::available() {
+        let as_f32 = |x: F| x.to_f64() as f32;
+        let op = Operands {
+            m,
+            n,
+            k,
+            alpha: as_f32(alpha),
+            a: a.as_ptr().cast::<f32>(),
+            lda,
+            b: b.data.as_ptr().cast::<f32>(),
+            beta: as_f32(beta),
+            c: c.as_mut_ptr().cast::<f32>(),
+            ldc,
+        };
+        // SAFETY: F is f32 (checked through TypeId), so the casts keep the layouts; the shapes
+        // were checked above and the packed strips cover n.div_ceil(32) * 32 columns of k rows.
+        run_split(&op);
+        return;
+    }
+    portable(m, alpha, a, lda, b, beta, c, ldc);
+}
+
+/// The plain loop over the packed strips (f64 gradient checks, CPUs without AVX-512).
+#[allow(clippy::too_many_arguments)]
+fn portable<F: Real>(
+    m: usize,
+    alpha: F,
+    a: &[F],
+    lda: usize,
+    b: &PackedB<F>,
+    beta: F,
+    c: &mut [F],
+    ldc: usize,
+) {
+    let (n, k) = (b.n, b.k);
+    for (s, strip) in b.data.chunks_exact((k * STRIP).max(1)).enumerate() {
+        let j0 = s * STRIP;
+        let w = (n - j0).min(STRIP);
+        for i in 0..m {
+            let mut acc = [F::ZERO; STRIP];
+            for kk in 0..k {
+                let x = a[i * lda + kk];
+                for (acc, &bv) in acc.iter_mut().zip(&strip[kk * STRIP..(kk + 1) * STRIP]) {
+                    *acc += x * bv;
+                }
+            }
+            for (jj, &v) in acc[..w].iter().enumerate() {
+                let dst = &mut c[i * ldc + j0 + jj];
+                *dst = if beta == F::ZERO {
+                    alpha * v
+                } else {
+                    alpha * v + beta * *dst
+                };
+            }
+        }
+    }
+}
+
+/// The raw operands of one product (checked by [`matmul_packed`]).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Operands {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    lda: usize,
+    /// The packed strips.
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+}
+// SAFETY: the threads of `run_split` write disjoint column strips of `c` and only read `a`, `b`.
+unsafe impl Send for Operands {}
+unsafe impl Sync for Operands {}
+
+/// Splits the strips into one run per thread (when worth it) and runs them.
+#[cfg(target_arch = "x86_64")]
+fn run_split(op: &Operands) {
+    let strips = op.n.div_ceil(STRIP);
+    let threads = rayon::current_num_threads().min(strips);
+    if threads <= 1 || op.m * op.n * op.k < PARALLEL_MIN_MACS {
+        // SAFETY: the bounds were checked by the caller for the whole column range.
+        unsafe { avx512::strips(op, 0, strips) };
+        return;
+    }
+    let per = strips.div_ceil(threads);
+    rayon::scope(|s| {
+        for t in 1..threads {
+            let (s0, s1) = ((t * per).min(strips), ((t + 1) * per).min(strips));
+            if s0 < s1 {
+                // SAFETY: as above; each task owns the columns of strips [s0, s1).
+                s.spawn(move |_| unsafe { avx512::strips(op, s0, s1) });
+            }
+        }
+        // SAFETY: as above; the calling thread owns the first run.
+        unsafe { avx512::strips(op, 0, per.min(strips)) };
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Operands, MAX_ROWS, STRIP};
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    /// Strips `[s0, s1)` of the product, each in balanced blocks of ≤ 12 rows.
+    ///
+    /// # Safety
+    /// The operands must be valid for their shapes; no other thread may write these columns.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn strips(op: &Operands, s0: usize, s1: usize) {
+        // Balanced row blocks: 20 rows run as 10 + 10, not 12 + 8.
+        let blocks = op.m.div_ceil(MAX_ROWS);
+        for s in s0..s1 {
+            let j = s * STRIP;
+            let width = (op.n - j).min(STRIP);
+            let lo = if width >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << width) - 1) as u16
+            };
+            let hi = if width > 16 {
+                ((1u32 << (width - 16)) - 1) as u16
+            } else {
+                0
+            };
+            let b = op.b.add(s * op.k * STRIP);
+            let mut r0 = 0;
+            for blk in 0..blocks {
+                let rows = (op.m - r0).div_ceil(blocks - blk);
+                block_dispatch(op, b, r0, rows, j, [lo, hi]);
+                r0 += rows;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn block_dispatch(
+        op: &Operands,
+        b: *const f32,
+        r0: usize,
+        rows: usize,
+        j: usize,
+        mask: [u16; 2],
+    ) {
+        macro_rules! dispatch {
+            ($($n:literal)*) => {
+                match rows {
+                    $($n => block::<$n>(op, b, r0, j, mask),)*
+                    _ => unreachable!("row blocks hold 1..=12 rows"),
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+    }
+
+    /// The register block: R rows x 32 columns accumulate over the whole k loop, streaming the
+    /// strip `b` (k x 32, contiguous) once.
+    #[inline(always)]
+    unsafe fn block<const R: usize>(
+        op: &Operands,
+        mut b: *const f32,
+        r0: usize,
+        j: usize,
+        mask: [u16; 2],
+    ) {
+        const { assert!(R <= MAX_ROWS) };
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let a = op.a.add(r0 * op.lda);
+        for kk in 0..op.k {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * op.lda + kk));
+                acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
+            }
+            b = b.add(STRIP);
+        }
+        let alpha = _mm512_set1_ps(op.alpha);
+        let beta = _mm512_set1_ps(op.beta);
+        for (r, acc) in acc.iter().enumerate() {
+            let c = op.c.add((r0 + r) * op.ldc + j);
+            for (h, &v) in acc.iter().enumerate() {
+                let p = c.add(16 * h);
+                let mut out = _mm512_mul_ps(alpha, v);
+                if op.beta != 0.0 {
+                    out = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[h], p), out);
+                }
+                _mm512_mask_storeu_ps(p, mask[h], out);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    pub(super) fn available() -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::matmul_reference;
+    use crate::rng::CounterRng;
+    use crate::Trans;
+    use proptest::prelude::*;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let rng = CounterRng::new(seed);
+        (0..len)
+            .map(|i| rng.uniform(0, i as u64) * 2.0 - 1.0)
+            .collect()
+    }
+
+    /// `a`, `b`, `c` stored with padded rows (ld = width + pad) to exercise the strides.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        m: usize,
+        n: usize,
+        k: usize,
+        pad: usize,
+        alpha: f32,
+        beta: f32,
+        transposed: bool,
+        seed: u64,
+    ) {
+        let (lda, ldb, ldc) = (k + pad, n + pad, n + pad);
+        let a = random(m * lda, seed);
+        let b = random(k * ldb, seed + 1);
+        let c0 = random(m * ldc, seed + 2);
+        let mut fast = c0.clone();
+        if beta == 0.0 {
+            // The old contents must be ignored, NaN included.
+            for i in 0..m {
+                fast[i * ldc..i * ldc + n].fill(f32::NAN);
+            }
+        }
+        let mut packed = PackedB::new();
+        if transposed {
+            // Store b transposed (n x ldbt) and pack from that.
+            let ldbt = k + pad;
+            let mut bt = random(n * ldbt, seed + 3);
+            for kk in 0..k {
+                for jj in 0..n {
+                    bt[jj * ldbt + kk] = b[kk * ldb + jj];
+                }
+            }
+            packed.pack_transposed(&bt, ldbt, k, n);
+        } else {
+            packed.pack(&b, ldb, k, n);
+        }
+        assert_eq!((packed.k(), packed.n()), (k, n));
+        matmul_packed(m, alpha, &a, lda, &packed, beta, &mut fast, ldc);
+        // The reference on compact copies.
+        let pick = |src: &[f32], rows: usize, cols: usize, ld: usize| -> Vec<f32> {
+            (0..rows)
+                .flat_map(|r| src[r * ld..r * ld + cols].to_vec())
+                .collect()
+        };
+        let mut want = pick(&c0, m, n, ldc);
+        matmul_reference(
+            m,
+            n,
+            k,
+            alpha,
+            &pick(&a, m, k, lda),
+            Trans::N,
+            &pick(&b, k, n, ldb),
+            Trans::N,
+            beta,
+            &mut want,
+        );
+        for i in 0..m {
+            for jj in 0..ldc {
+                let got = fast[i * ldc + jj];
+                if jj < n {
+                    let w = want[i * n + jj];
+                    assert!(
+                        (got - w).abs() <= 1e-5 * (1.0 + w.abs()) * (k as f32).sqrt().max(1.0),
+                        "({m}x{n}x{k}) [{i},{jj}]: {got} vs {w}"
+                    );
+                } else {
+                    // Padding columns beyond n are never written.
+                    assert_eq!(got.to_bits(), c0[i * ldc + jj].to_bits(), "pad [{i},{jj}]");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn matches_reference(m in 1usize..30, n in 1usize..100, k in 0usize..60, pad in 0usize..3,
+                             alpha in prop_oneof![Just(1.0f32), Just(0.5f32)],
+                             beta in prop_oneof![Just(0.0f32), Just(1.0f32), Just(0.25f32)],
+                             transposed in any::<bool>(), seed in 0u64..1000) {
+            check(m, n, k, pad, alpha, beta, transposed, seed);
+        }
+    }
+
+    #[test]
+    fn training_shapes_split_across_threads_match_reference() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // PTB-medium's per-step products (forward, then dh), and a 3-thread split with a tail.
+        pool.install(|| {
+            check(20, 2600, 650, 0, 1.0, 1.0, true, 1);
+            check(20, 650, 2600, 0, 1.0, 0.0, false, 2);
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| check(13, 1000, 1100, 1, 0.5, 0.25, true, 3));
+    }
+
+    #[test]
+    fn f64_takes_the_generic_path() {
+        let (m, n, k) = (5, 7, 9);
+        let a: Vec<f64> = (0..m * k).map(|i| i as f64 * 0.1).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| 1.0 - i as f64 * 0.01).collect();
+        let mut c = vec![1.0f64; m * n];
+        let mut want = c.clone();
+        let mut packed = PackedB::new();
+        packed.pack(&b, n, k, n);
+        matmul_packed(m, 1.0, &a, k, &packed, 1.0, &mut c, n);
+        matmul_reference(m, n, k, 1.0, &a, Trans::N, &b, Trans::N, 1.0, &mut want);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+    }
+}
