@@ -20,14 +20,31 @@ pub(crate) fn split4<F>(row: &[F]) -> [&[F]; 4] {
     [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..]]
 }
 
-/// Fused gate epilogue: pre-activations in the four gate planes are replaced by their activations
-/// (σ, σ, tanh, σ), then c = f ⊙ c_prev + i ⊙ g, tanh(c) and h = o ⊙ tanh(c). The planes may be
+/// Fused gate epilogue: pre-activations in the four gate planes (plus `bias` when given) are
+/// replaced by their activations (σ, σ, tanh, σ), then c = f ⊙ c_prev + i ⊙ g, tanh(c) and h = o ⊙ tanh(c). The planes may be
 /// the four parts of one [i f g o] row (LSTM) or four separate gate-major blocks (H-LSTM).
 // Not inlined: as a separate function its slices keep their no-alias guarantee, which LLVM
 // needs to vectorize the loop.
 #[inline(never)]
 pub(crate) fn gates_forward<F: Real>(
     gates: [&mut [F]; 4],
+    bias: Option<[&[F]; 4]>,
+    c_prev: &[F],
+    c: &mut [F],
+    tc: &mut [F],
+    h_out: &mut [F],
+) {
+    match bias {
+        Some(bias) => gates_forward_impl::<F, true>(gates, bias, c_prev, c, tc, h_out),
+        None => gates_forward_impl::<F, false>(gates, [&[]; 4], c_prev, c, tc, h_out),
+    }
+}
+
+/// [`gates_forward`] with the bias added to the pre-activations first (when `BIAS`).
+#[inline(always)]
+fn gates_forward_impl<F: Real, const BIAS: bool>(
+    gates: [&mut [F]; 4],
+    bias: [&[F]; 4],
     c_prev: &[F],
     c: &mut [F],
     tc: &mut [F],
@@ -38,11 +55,21 @@ pub(crate) fn gates_forward<F: Real>(
     // Equal lengths stated up front remove the bounds checks that keep the loop scalar.
     let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
     let (c_prev, tc, h_out) = (&c_prev[..n], &mut tc[..n], &mut h_out[..n]);
+    let m = if BIAS { n } else { 0 };
+    let [bi, bf, bg, bo] = bias;
+    let (bi, bf, bg, bo) = (&bi[..m], &bf[..m], &bg[..m], &bo[..m]);
     for j in 0..n {
-        let i = gi[j].sigmoid();
-        let f = gf[j].sigmoid();
-        let gv = gg[j].tanh();
-        let o = go[j].sigmoid();
+        let (mut pi, mut pf, mut pg, mut po) = (gi[j], gf[j], gg[j], go[j]);
+        if BIAS {
+            pi += bi[j];
+            pf += bf[j];
+            pg += bg[j];
+            po += bo[j];
+        }
+        let i = pi.sigmoid();
+        let f = pf.sigmoid();
+        let gv = pg.tanh();
+        let o = po.sigmoid();
         let cv = f * c_prev[j] + i * gv;
         let t = cv.tanh();
         gi[j] = i;

@@ -277,6 +277,7 @@ pub fn hlstm_forward<F: Real>(
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         gates_forward(
             gates_t,
+            None,
             cs_prev,
             cs_next,
             &mut tape.tc[t * bh..(t + 1) * bh],

@@ -10,6 +10,11 @@ use crate::cell::{gates_backward, gates_forward, split4, split4_mut};
 use kernels::reduce::add_column_sums;
 use kernels::small_m::{matmul_packed, PackedB};
 use kernels::{matmul, Real, Trans};
+use rayon::prelude::*;
+
+/// Per-step element-wise passes (gate epilogues) run on all threads from this many B x H
+/// values: PTB-medium's 20 x 650 gains, PTB-small's 20 x 200 (4,000) does not.
+const PARALLEL_MIN_VALUES: usize = 8192;
 
 /// Dimensions of one layer call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +71,8 @@ pub struct LstmTape<F> {
     /// weight (`symbiont peak`: `recurrent_*_few_rows` vs `recurrent_*`).
     pub w_hh_fwd: PackedB<F>,
     pub w_hh_bwd: PackedB<F>,
+    /// b_ih + b_hh (G), added in the gate epilogue.
+    pub bias: Vec<F>,
     /// Gradient flowing into h_{t-1} and c_{t-1}: (B, H) each.
     pub dh_next: Vec<F>,
     pub dc_next: Vec<F>,
@@ -81,6 +88,7 @@ impl<F: Real> LstmTape<F> {
             tc: vec![F::ZERO; tb * s.h],
             dgates: vec![F::ZERO; tb * g],
             w_hh_fwd: PackedB::new(),
+            bias: vec![F::ZERO; g],
             w_hh_bwd: PackedB::new(),
             dh_next: vec![F::ZERO; bh],
             dc_next: vec![F::ZERO; bh],
@@ -113,11 +121,10 @@ pub fn lstm_forward<F: Real>(
     assert_eq!(x.len(), tb * s.i, "lstm_forward: x is not (T, B, I)");
     tape.hs[..bh].copy_from_slice(h0);
     tape.cs[..bh].copy_from_slice(c0);
-    // Hoisted input projection for every step at once: gates = x W_ih^T + b_ih + b_hh.
-    for row in tape.gates.chunks_exact_mut(g) {
-        for ((r, &a), &b) in row.iter_mut().zip(w.b_ih).zip(w.b_hh) {
-            *r = a + b;
-        }
+    // Hoisted input projection for every step at once: gates = x W_ih^T. The biases are added in
+    // the gate epilogue (pre-filling the T·B x G buffer with them cost a pass over it).
+    for ((r, &a), &b) in tape.bias.iter_mut().zip(w.b_ih).zip(w.b_hh) {
+        *r = a + b;
     }
     matmul(
         tb,
@@ -128,9 +135,11 @@ pub fn lstm_forward<F: Real>(
         Trans::N,
         w.w_ih,
         Trans::T,
-        F::ONE,
+        F::ZERO,
         &mut tape.gates,
     );
+    let parallel = bh >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
+    let rows_per_task = s.b.div_ceil(rayon::current_num_threads());
     tape.w_hh_fwd.pack_transposed(w.w_hh, h, h, g);
     for t in 0..s.t {
         let gates_t = &mut tape.gates[t * s.b * g..(t + 1) * s.b * g];
@@ -138,16 +147,28 @@ pub fn lstm_forward<F: Real>(
         matmul_packed(s.b, F::ONE, hs_prev, h, &tape.w_hh_fwd, F::ONE, gates_t, g);
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         let tc_t = &mut tape.tc[t * bh..(t + 1) * bh];
-        for b in 0..s.b {
-            let row = &mut gates_t[b * g..(b + 1) * g];
-            let r = b * h..(b + 1) * h;
-            gates_forward(
-                split4_mut(row),
-                &cs_prev[r.clone()],
-                &mut cs_next[r.clone()],
-                &mut tc_t[r.clone()],
-                &mut hs_next[r],
-            );
+        let bias = split4(&tape.bias);
+        let row = |((((gates, c_prev), c), tc), h_out): (
+            (((&mut [F], &[F]), &mut [F]), &mut [F]),
+            &mut [F],
+        )| { gates_forward(split4_mut(gates), Some(bias), c_prev, c, tc, h_out) };
+        if parallel {
+            gates_t
+                .par_chunks_mut(g)
+                .zip(cs_prev.par_chunks(h))
+                .zip(cs_next.par_chunks_mut(h))
+                .zip(tc_t.par_chunks_mut(h))
+                .zip(hs_next.par_chunks_mut(h))
+                .with_min_len(rows_per_task)
+                .for_each(row);
+        } else {
+            gates_t
+                .chunks_mut(g)
+                .zip(cs_prev.chunks(h))
+                .zip(cs_next.chunks_mut(h))
+                .zip(tc_t.chunks_mut(h))
+                .zip(hs_next.chunks_mut(h))
+                .for_each(row);
         }
     }
 }
@@ -174,23 +195,51 @@ pub fn lstm_backward<F: Real>(
     tape.w_hh_bwd.pack(w.w_hh, h, g, h);
     tape.dh_next.fill(F::ZERO);
     tape.dc_next.fill(F::ZERO);
+    let parallel = bh >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
+    let rows_per_task = s.b.div_ceil(rayon::current_num_threads());
     for t in (0..s.t).rev() {
         let gates_t = &tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let dgates_t = &mut tape.dgates[t * s.b * g..(t + 1) * s.b * g];
         let c_prev = &tape.cs[t * bh..(t + 1) * bh];
         let tc_t = &tape.tc[t * bh..(t + 1) * bh];
         let dh_t = &dh_out[t * bh..(t + 1) * bh];
-        for b in 0..s.b {
-            let r = b * h..(b + 1) * h;
+        let row = |(((((gates, c_prev), tc), dh), dh_rec), (dc, dgates)): (
+            ((((&[F], &[F]), &[F]), &[F]), &[F]),
+            (&mut [F], &mut [F]),
+        )| {
             gates_backward(
-                split4(&gates_t[b * g..(b + 1) * g]),
-                &c_prev[r.clone()],
-                &tc_t[r.clone()],
-                &dh_t[r.clone()],
-                &tape.dh_next[r.clone()],
-                &mut tape.dc_next[r],
-                split4_mut(&mut dgates_t[b * g..(b + 1) * g]),
-            );
+                split4(gates),
+                c_prev,
+                tc,
+                dh,
+                dh_rec,
+                dc,
+                split4_mut(dgates),
+            )
+        };
+        if parallel {
+            gates_t
+                .par_chunks(g)
+                .zip(c_prev.par_chunks(h))
+                .zip(tc_t.par_chunks(h))
+                .zip(dh_t.par_chunks(h))
+                .zip(tape.dh_next.par_chunks(h))
+                .zip(
+                    tape.dc_next
+                        .par_chunks_mut(h)
+                        .zip(dgates_t.par_chunks_mut(g)),
+                )
+                .with_min_len(rows_per_task)
+                .for_each(row);
+        } else {
+            gates_t
+                .chunks(g)
+                .zip(c_prev.chunks(h))
+                .zip(tc_t.chunks(h))
+                .zip(dh_t.chunks(h))
+                .zip(tape.dh_next.chunks(h))
+                .zip(tape.dc_next.chunks_mut(h).zip(dgates_t.chunks_mut(g)))
+                .for_each(row);
         }
         if t > 0 {
             // dh_{t-1} = dgates_t W_hh
@@ -246,5 +295,76 @@ pub fn lstm_backward<F: Real>(
             F::ZERO,
             dx,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forward outputs and every gradient of one layer call, run on `threads` threads.
+    fn run(s: LstmShape, threads: usize) -> Vec<Vec<f32>> {
+        let g = s.g();
+        let val = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+                .collect()
+        };
+        let (w_ih, w_hh) = (val(g * s.i, 1), val(g * s.h, 2));
+        let (b_ih, b_hh) = (val(g, 3), val(g, 4));
+        let x = val(s.t * s.b * s.i, 5);
+        let (h0, c0) = (val(s.b * s.h, 6), val(s.b * s.h, 7));
+        let dh_out = val(s.t * s.b * s.h, 8);
+        let w = || LstmWeights {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            b_ih: &b_ih,
+            b_hh: &b_hh,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut tape = LstmTape::new(s);
+            lstm_forward(s, w(), &x, &h0, &c0, &mut tape);
+            let (mut dw_ih, mut dw_hh) = (vec![0.0; g * s.i], vec![0.0; g * s.h]);
+            let (mut db_ih, mut db_hh) = (vec![0.0; g], vec![0.0; g]);
+            let mut dx = vec![0.0; s.t * s.b * s.i];
+            let grads = LstmGrads {
+                dw_ih: &mut dw_ih,
+                dw_hh: &mut dw_hh,
+                db_ih: &mut db_ih,
+                db_hh: &mut db_hh,
+            };
+            lstm_backward(s, w(), &x, &dh_out, &mut tape, grads, Some(&mut dx));
+            vec![tape.output(s).to_vec(), dw_ih, dw_hh, db_ih, db_hh, dx]
+        })
+    }
+
+    #[test]
+    fn threaded_gate_passes_match_the_serial_ones() {
+        // B x H = 9,600 takes the parallel per-step passes on 2 and 3 threads (odd row split).
+        let s = LstmShape {
+            t: 3,
+            b: 16,
+            i: 40,
+            h: 600,
+        };
+        assert!(s.b * s.h >= PARALLEL_MIN_VALUES);
+        let one = run(s, 1);
+        for threads in [2, 3] {
+            for (name, (a, b)) in ["h", "dw_ih", "dw_hh", "db_ih", "db_hh", "dx"]
+                .iter()
+                .zip(one.iter().zip(&run(s, threads)))
+            {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                        "{name} on {threads} threads: {x} vs {y}"
+                    );
+                }
+            }
+        }
     }
 }
