@@ -16,6 +16,17 @@ use rayon::prelude::*;
 /// values: PTB-medium's 20 x 650 gains, PTB-small's 20 x 200 (4,000) does not.
 const PARALLEL_MIN_VALUES: usize = 8192;
 
+/// One batch row of the per-step forward pass: (gates, c_prev, c, tanh c, h), as zipped.
+type FwdRow<'a, F> = (
+    (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]),
+    &'a mut [F],
+);
+/// One batch row of the per-step backward pass: (gates, c_prev, tanh c, dh, dh_rec), (dc, dgates).
+type BwdRow<'a, F> = (
+    ((((&'a [F], &'a [F]), &'a [F]), &'a [F]), &'a [F]),
+    (&'a mut [F], &'a mut [F]),
+);
+
 /// Dimensions of one layer call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LstmShape {
@@ -148,10 +159,9 @@ pub fn lstm_forward<F: Real>(
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         let tc_t = &mut tape.tc[t * bh..(t + 1) * bh];
         let bias = split4(&tape.bias);
-        let row = |((((gates, c_prev), c), tc), h_out): (
-            (((&mut [F], &[F]), &mut [F]), &mut [F]),
-            &mut [F],
-        )| { gates_forward(split4_mut(gates), Some(bias), c_prev, c, tc, h_out) };
+        let row = |((((gates, c_prev), c), tc), h_out): FwdRow<'_, F>| {
+            gates_forward(split4_mut(gates), Some(bias), c_prev, c, tc, h_out)
+        };
         if parallel {
             gates_t
                 .par_chunks_mut(g)
@@ -203,10 +213,7 @@ pub fn lstm_backward<F: Real>(
         let c_prev = &tape.cs[t * bh..(t + 1) * bh];
         let tc_t = &tape.tc[t * bh..(t + 1) * bh];
         let dh_t = &dh_out[t * bh..(t + 1) * bh];
-        let row = |(((((gates, c_prev), tc), dh), dh_rec), (dc, dgates)): (
-            ((((&[F], &[F]), &[F]), &[F]), &[F]),
-            (&mut [F], &mut [F]),
-        )| {
+        let row = |(((((gates, c_prev), tc), dh), dh_rec), (dc, dgates)): BwdRow<'_, F>| {
             gates_backward(
                 split4(gates),
                 c_prev,
