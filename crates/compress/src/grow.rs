@@ -2,6 +2,7 @@
 //! over several mini-batches, dormant positions included, then activate the dormant connections
 //! with the largest |accumulated gradient|.
 
+use crate::blocks::BlockShape;
 use crate::prune::locate;
 use crate::MaskSet;
 
@@ -84,6 +85,66 @@ pub fn grow_by_gradient(
     grown
 }
 
+/// [`grow_by_gradient`] in whole tiles of `block`: in every selected tensor, the fully dormant
+/// tiles with the largest L2 norm of accumulated gradient are activated until at least
+/// `fraction` of the tensor's dormant entries are (at most one tile beyond). With a 1x1 block
+/// this is exactly [`grow_by_gradient`]. Returns the number of entries grown.
+pub fn grow_by_gradient_blocks(
+    params: &mut [f32],
+    masks: &mut MaskSet,
+    acc: &GradientAccumulator,
+    fraction: f64,
+    init: GrowInit,
+    block: BlockShape,
+) -> usize {
+    if block.is_unit() {
+        return grow_by_gradient(params, masks, acc, fraction, init);
+    }
+    assert!(
+        (0.0..=1.0).contains(&fraction),
+        "growth fraction {fraction} out of [0, 1]"
+    );
+    let mean_scale = 1.0 / acc.batches.max(1) as f32;
+    let mut grown = 0;
+    for t in masks.selected().collect::<Vec<_>>() {
+        let spec = masks.layout().get(t).clone();
+        let tiling = block.tiling(&spec.shape);
+        let dormant = masks.tensor(t).iter().filter(|&&m| m == 0.0).count();
+        let target = (fraction * dormant as f64).round() as usize;
+        // (squared gradient norm, tile, entries) of the fully dormant tiles.
+        let mut tiles: Vec<(f64, usize, usize)> = (0..tiling.count())
+            .filter(|&tile| tiling.offsets(tile).all(|o| masks.tensor(t)[o] == 0.0))
+            .map(|tile| {
+                let norm = tiling
+                    .offsets(tile)
+                    .map(|o| (acc.sum[spec.offset + o] as f64).powi(2))
+                    .sum();
+                (norm, tile, tiling.offsets(tile).count())
+            })
+            .collect();
+        // Largest norm first; position breaks ties.
+        tiles.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut here = 0;
+        for (_, tile, n) in tiles {
+            if here >= target {
+                break;
+            }
+            let m = masks.tensor_mut(t);
+            for o in tiling.offsets(tile) {
+                m[o] = 1.0;
+                let i = spec.offset + o;
+                params[i] = match init {
+                    GrowInit::Zero => 0.0,
+                    GrowInit::GradientStep(step) => -step * acc.sum[i] * mean_scale,
+                };
+            }
+            here += n;
+        }
+        grown += here;
+    }
+    grown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +181,29 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(masks.density(), 1.0);
         assert_eq!(params[1], 0.0);
+    }
+    #[test]
+    fn block_growth_activates_the_largest_gradient_tiles_whole() {
+        let mut l = ParamLayout::new();
+        l.push("w", &[2, 6]);
+        let mut masks = MaskSet::weights(&l, true);
+        // The first 1x2 tile is active; the others are dormant.
+        masks
+            .tensor_mut(0)
+            .copy_from_slice(&[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let mut params = vec![0.5; 12];
+        let mut acc = GradientAccumulator::new(12);
+        // Tile norms²: (2,3): 0.02, (4,5): 8, (6,7): 50, (8,9): 1, (10,11): 25.
+        acc.add(&[9.0, 9.0, 0.1, 0.1, 2.0, 2.0, 5.0, -5.0, 1.0, 0.0, 0.0, 5.0]);
+        let block = BlockShape { rows: 1, cols: 2 };
+        // 10 dormant; 30% → 3 entries → two tiles (4 entries): (6,7) then (10,11).
+        let n = grow_by_gradient_blocks(&mut params, &mut masks, &acc, 0.3, GrowInit::Zero, block);
+        assert_eq!(n, 4);
+        assert_eq!(
+            masks.tensor(0),
+            &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+        );
+        assert_eq!(&params[6..8], &[0.0, 0.0]);
+        assert_eq!(params[0], 0.5);
     }
 }

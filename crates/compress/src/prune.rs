@@ -1,6 +1,7 @@
 //! Magnitude pruning: deactivate the active weights of smallest |w|, per tensor or globally
 //! over the selected tensors, down to a target density.
 
+use crate::blocks::BlockShape;
 use crate::MaskSet;
 
 /// Where the target density applies.
@@ -45,6 +46,71 @@ pub fn magnitude_prune(
                 .flat_map(|&t| active_entries(params, masks, t))
                 .collect();
             pruned += prune_smallest(params, masks, &mut cands, keep);
+        }
+    }
+    pruned
+}
+
+/// [`magnitude_prune`] in whole tiles of `block`: the tiles with the smallest L2 norm of their
+/// active weights go first, until at most `density` of the entries stay active (the last tile
+/// may take it up to one tile below the target). Partly active tiles (left by an unstructured
+/// phase) count their active entries. With a 1x1 block this is exactly [`magnitude_prune`].
+pub fn magnitude_prune_blocks(
+    params: &mut [f32],
+    masks: &mut MaskSet,
+    density: f64,
+    scope: Scope,
+    block: BlockShape,
+) -> usize {
+    if block.is_unit() {
+        return magnitude_prune(params, masks, density, scope);
+    }
+    assert!(
+        (0.0..=1.0).contains(&density),
+        "density {density} out of [0, 1]"
+    );
+    let selected: Vec<usize> = masks.selected().collect();
+    let groups: Vec<Vec<usize>> = match scope {
+        Scope::PerTensor => selected.iter().map(|&t| vec![t]).collect(),
+        Scope::Global => vec![selected],
+    };
+    let mut pruned = 0;
+    for tensors in groups {
+        let total: usize = tensors.iter().map(|&t| masks.layout().get(t).len()).sum();
+        let keep = (density * total as f64).round() as usize;
+        // (squared norm, tensor, tile, active entries) of every tile with an active entry.
+        let mut tiles: Vec<(f64, usize, usize, usize)> = Vec::new();
+        let mut active = 0;
+        for &t in &tensors {
+            let tiling = block.tiling(&masks.layout().get(t).shape);
+            let (offset, m) = (masks.layout().get(t).offset, masks.tensor(t));
+            for tile in 0..tiling.count() {
+                let (mut norm, mut n) = (0f64, 0);
+                for o in tiling.offsets(tile).filter(|&o| m[o] != 0.0) {
+                    norm += (params[offset + o] as f64).powi(2);
+                    n += 1;
+                }
+                if n > 0 {
+                    tiles.push((norm, t, tile, n));
+                    active += n;
+                }
+            }
+        }
+        // Smallest norm first; position breaks ties.
+        tiles.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        for (_, t, tile, n) in tiles {
+            if active <= keep {
+                break;
+            }
+            let tiling = block.tiling(&masks.layout().get(t).shape);
+            let offset = masks.layout().get(t).offset;
+            let m = masks.tensor_mut(t);
+            for o in tiling.offsets(tile) {
+                m[o] = 0.0;
+                params[offset + o] = 0.0;
+            }
+            active -= n;
+            pruned += n;
         }
     }
     pruned
@@ -127,6 +193,80 @@ mod tests {
         // Pruning again to the same density does nothing; lower density prunes more.
         assert_eq!(magnitude_prune(&mut p, &mut m, 0.5, Scope::PerTensor), 0);
         assert_eq!(magnitude_prune(&mut p, &mut m, 0.2, Scope::PerTensor), 6);
+    }
+
+    #[test]
+    fn block_pruning_removes_the_smallest_norm_tiles_whole() {
+        let mut l = ParamLayout::new();
+        l.push("w", &[4, 4]);
+        #[rustfmt::skip]
+        let mut p = vec![
+            0.1, 0.1, 5.0, 5.0,
+            0.1, 0.1, 5.0, 5.0,
+            3.0, 3.0, 0.2, 0.2,
+            3.0, 3.0, 0.2, 9.0,
+        ];
+        let mut m = MaskSet::weights(&l, true);
+        let two = BlockShape { rows: 2, cols: 2 };
+        // Tile norms²: 0.04, 100, 36, 81.12. Half the weights go: the two smallest tiles.
+        let n = magnitude_prune_blocks(&mut p, &mut m, 0.5, Scope::PerTensor, two);
+        assert_eq!(n, 8);
+        #[rustfmt::skip]
+        assert_eq!(m.tensor(0), &[
+            0.0, 0.0, 1.0, 1.0,
+            0.0, 0.0, 1.0, 1.0,
+            0.0, 0.0, 1.0, 1.0,
+            0.0, 0.0, 1.0, 1.0,
+        ]);
+        assert_eq!(p[8], 0.0);
+        assert_eq!(p[15], 9.0, "a large weight in a kept tile stays");
+        // Unstructured pruning would have kept the 3.0s and dropped 0.2s instead.
+        let mut q = p.clone();
+        let mut mu = m.clone();
+        assert_eq!(
+            magnitude_prune_blocks(&mut q, &mut mu, 0.5, Scope::PerTensor, BlockShape::UNIT),
+            0
+        );
+    }
+
+    #[test]
+    fn block_pruning_stops_within_one_tile_of_the_target() {
+        let mut l = ParamLayout::new();
+        l.push("a.weight", &[8, 10]);
+        l.push("b.weight", &[6, 6]);
+        let block = BlockShape { rows: 2, cols: 4 };
+        for scope in [Scope::PerTensor, Scope::Global] {
+            let mut p: Vec<f32> = (0..116)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0)
+                .collect();
+            let mut m = MaskSet::weights(&l, true);
+            for density in [0.7, 0.4, 0.1] {
+                magnitude_prune_blocks(&mut p, &mut m, density, scope, block);
+                let total = (m.active(0) + m.active(1)) as f64;
+                assert!(
+                    total <= (density * 116.0).round() + 0.5,
+                    "{scope:?} {density}: {total}"
+                );
+                assert!(
+                    total > density * 116.0 - 2.0 * 8.0 - 1.0,
+                    "{scope:?} {density}: {total}"
+                );
+                // Every tile is all on or all off, and pruned weights are zero.
+                for t in 0..2 {
+                    let tiling = block.tiling(&m.layout().get(t).shape);
+                    for tile in 0..tiling.count() {
+                        let on: Vec<f32> = tiling.offsets(tile).map(|o| m.tensor(t)[o]).collect();
+                        assert!(on.iter().all(|&v| v == on[0]), "tile {tile} of {t}: {on:?}");
+                    }
+                }
+                let off = m.layout().get(0).offset;
+                for (o, &mv) in m.tensor(0).iter().enumerate() {
+                    if mv == 0.0 {
+                        assert_eq!(p[off + o], 0.0);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

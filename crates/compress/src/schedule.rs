@@ -63,6 +63,10 @@ pub struct CompressConfig {
     pub tensors: String,
     #[serde(default = "one")]
     pub initial_density: f64,
+    /// Tile shape every prune and grow phase and the sparse seed act on ("RxC"; default 1x1,
+    /// unstructured).
+    #[serde(default)]
+    pub block: Option<String>,
     #[serde(default)]
     pub phase: Vec<PhaseConfig>,
 }
@@ -180,6 +184,7 @@ impl Phase {
 pub struct Schedule {
     pub with_embeddings: bool,
     pub initial_density: f64,
+    pub block: crate::blocks::BlockShape,
     pub phases: Vec<Phase>,
 }
 
@@ -201,6 +206,12 @@ impl CompressConfig {
                 self.initial_density
             ));
         }
+        let block = match &self.block {
+            None => crate::blocks::BlockShape::UNIT,
+            Some(b) => {
+                crate::blocks::BlockShape::parse(b).map_err(|e| format!("[compress] {e}"))?
+            }
+        };
         let mut phases = Vec::new();
         for (k, p) in self.phase.iter().enumerate() {
             let at = |key: &str| format!("[[compress.phase]] #{} ({}) {key}", k + 1, p.what);
@@ -325,6 +336,7 @@ impl CompressConfig {
         Ok(Schedule {
             with_embeddings,
             initial_density: self.initial_density,
+            block,
             phases,
         })
     }
@@ -399,6 +411,15 @@ every = "100 steps"
                 && !p.fires_at(5100, bpe)
         );
         assert!(!p.accumulates_at(1099, bpe));
+    }
+
+    #[test]
+    fn block_shape_is_parsed_and_checked() {
+        assert!(parse(AGP).unwrap().block.is_unit());
+        let s = parse(&format!("block = \"4x4\"\n{AGP}")).unwrap();
+        assert_eq!(s.block.to_string(), "4x4");
+        let e = parse(&format!("block = \"4by4\"\n{AGP}")).unwrap_err();
+        assert!(e.contains("[compress] block = \"4by4\""), "{e}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! momentum can revive a pruned weight), accumulates dense gradients for growth, and runs the
 //! `[compress]` schedule's prune and grow phases.
 
-use compress::grow::{grow_by_gradient, GradientAccumulator};
-use compress::prune::magnitude_prune;
+use compress::grow::{grow_by_gradient_blocks, GradientAccumulator};
+use compress::prune::magnitude_prune_blocks;
 use compress::schedule::{Action, CompressConfig, Schedule};
 use compress::units::{silence_units_in, unit_importance_in};
 use compress::MaskSet;
@@ -133,12 +133,19 @@ impl CompressHook {
     }
 
     /// A random sparse seed: each selected tensor keeps `density` of its entries.
+    /// A random mask keeping `density` of each selected tensor, in whole tiles of the
+    /// schedule's block shape (single weights when unstructured).
     fn sparse_seed(&mut self, density: f64) {
         let rng = CounterRng::new(self.seed ^ 0x5EED);
+        let block = self.schedule.block;
         for t in self.masks.selected().collect::<Vec<_>>() {
-            for (i, m) in self.masks.tensor_mut(t).iter_mut().enumerate() {
-                if rng.uniform_f64(t as u64, i as u64) >= density {
-                    *m = 0.0;
+            let tiling = block.tiling(&self.masks.layout().get(t).shape);
+            let m = self.masks.tensor_mut(t);
+            for tile in 0..tiling.count() {
+                if rng.uniform_f64(t as u64, tile as u64) >= density {
+                    for o in tiling.offsets(tile) {
+                        m[o] = 0.0;
+                    }
                 }
             }
         }
@@ -218,7 +225,13 @@ impl TrainHook for CompressHook {
             let (what, changed) = match phase.action {
                 Action::Prune(scope) => (
                     "prune",
-                    magnitude_prune(params, &mut self.masks, target, scope),
+                    magnitude_prune_blocks(
+                        params,
+                        &mut self.masks,
+                        target,
+                        scope,
+                        self.schedule.block,
+                    ),
                 ),
                 Action::Grow { init, .. } => {
                     // Fraction of the dormant connections that brings the density to the target.
@@ -227,7 +240,14 @@ impl TrainHook for CompressHook {
                     } else {
                         ((target - before) / (1.0 - before)).clamp(0.0, 1.0)
                     };
-                    let n = grow_by_gradient(params, &mut self.masks, &self.acc, fraction, init);
+                    let n = grow_by_gradient_blocks(
+                        params,
+                        &mut self.masks,
+                        &self.acc,
+                        fraction,
+                        init,
+                        self.schedule.block,
+                    );
                     self.acc.reset();
                     ("grow", n)
                 }

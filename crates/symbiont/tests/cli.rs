@@ -408,6 +408,85 @@ every = "2 steps"
 "#;
 
 #[test]
+fn block_pruning_leaves_whole_tiles_that_the_block_sparse_kernels_run() {
+    let dir = tmpdir("block-prune");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0\nmomentum = 0.9", 1, 0);
+    let block = PRUNE.replace(
+        "tensors = \"weights\"",
+        "tensors = \"weights\"\nblock = \"4x4\"",
+    );
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &block).unwrap();
+    let out_dir = dir.join("run");
+    let out = run(train_cmd(&cfg)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-steps", "14"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = out_dir.join("checkpoint/model.safetensors");
+    let f = model::checkpoint::TensorFile::read(&weights).unwrap();
+    for name in [
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "rnn.weight_ih_l1",
+        "rnn.weight_hh_l1",
+    ] {
+        let shape = f.shape(name).unwrap().to_vec();
+        let w = f.floats(name, None).unwrap();
+        let (rows, cols) = (shape[0], shape[1]);
+        let zeros = w.iter().filter(|&&v| v == 0.0).count() as f64;
+        let density = 1.0 - zeros / w.len() as f64;
+        assert!(
+            (density - 0.3).abs() < 16.0 / w.len() as f64 + 0.01,
+            "{name}: {density}"
+        );
+        // Every 4x4 tile is all zero or all trained (non-zero).
+        for r0 in (0..rows).step_by(4) {
+            for c0 in (0..cols).step_by(4) {
+                let tile: Vec<f64> = (r0..r0 + 4)
+                    .flat_map(|r| (c0..c0 + 4).map(move |c| (r, c)))
+                    .map(|(r, c)| w[r * cols + c])
+                    .collect();
+                let z = tile.iter().filter(|&&v| v == 0.0).count();
+                assert!(z == 0 || z == 16, "{name} tile ({r0}, {c0}): {tile:?}");
+            }
+        }
+    }
+    // The block-sparse plan gives the dense plan's logits on the pruned model.
+    let logits = |format: &str| -> serde_json::Value {
+        let out = run(bin().arg("infer").arg("--model").arg(&weights).args([
+            "--tokens",
+            "1 5 9 2 7",
+            "--format",
+            format,
+            "--json",
+        ]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["logits"].clone()
+    };
+    let (dense, bsr) = (logits("dense"), logits("bsr4x4"));
+    for (a, b) in dense
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(bsr.as_array().unwrap())
+    {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn gradual_pruning_reaches_its_density_and_pruned_weights_stay_zero() {
     let dir = tmpdir("prune");
     // Momentum on: pruned weights must not be revived by the momentum buffer either.
