@@ -30,7 +30,7 @@ impl BlockShape {
                 "block = \"{s}\": expected ROWSxCOLS with sides in 1..={MAX_SIDE}, e.g. \"4x4\""
             )
         };
-        let (r, c) = s.split_once('x').ok_or_else(bad)?;
+        let (r, c) = s.split_once(['x', 'X']).ok_or_else(bad)?;
         let (rows, cols): (usize, usize) = (
             r.trim().parse().map_err(|_| bad())?,
             c.trim().parse().map_err(|_| bad())?,
@@ -45,15 +45,36 @@ impl BlockShape {
         *self == BlockShape::UNIT
     }
 
-    /// The tiling of a tensor of `shape` (row-major).
-    pub fn tiling(&self, shape: &[usize]) -> Tiling {
+    /// The tiling of a tensor of `shape` (row-major) whose rows form `groups` equal groups that
+    /// tiles must not straddle (1: the whole tensor is one group).
+    pub fn tiling(&self, shape: &[usize], groups: usize) -> Tiling {
         let cols = shape.last().copied().unwrap_or(1);
         let rows = shape.iter().product::<usize>() / cols.max(1);
+        let groups = if groups > 0 && rows.is_multiple_of(groups) {
+            groups
+        } else {
+            1
+        };
         Tiling {
-            rows,
+            group_rows: rows / groups,
+            groups,
             cols,
             block: *self,
         }
+    }
+
+    /// The tiling of a model tensor: the LSTM and H-LSTM weights (`rnn.weight*`) stack four gate
+    /// blocks on their rows, which inference packs one by one (`infer::matrix::GateMatrix`), so
+    /// their tiles are cut inside each gate block; with 4x4 tiles and H = 650 (not a multiple of
+    /// 4) tiles over the whole matrix would straddle gates and every BSR block of the f and o
+    /// gates would overlap two tiles.
+    pub fn tiling_for(&self, spec: &model::TensorSpec) -> Tiling {
+        let gates = if spec.name.starts_with("rnn.weight") {
+            4
+        } else {
+            1
+        };
+        self.tiling(&spec.shape, gates)
     }
 }
 
@@ -63,11 +84,12 @@ impl fmt::Display for BlockShape {
     }
 }
 
-/// One tensor's tiles, numbered row of tiles by row of tiles; tiles at the right and bottom
-/// edges are cut to the tensor.
+/// One tensor's tiles, numbered group by group, then row of tiles by row of tiles; tiles at the
+/// right edge and at the bottom of each row group are cut to it.
 #[derive(Clone, Copy, Debug)]
 pub struct Tiling {
-    rows: usize,
+    group_rows: usize,
+    groups: usize,
     cols: usize,
     block: BlockShape,
 }
@@ -77,20 +99,34 @@ impl Tiling {
         self.cols.div_ceil(self.block.cols)
     }
 
+    fn per_group(&self) -> usize {
+        self.group_rows.div_ceil(self.block.rows) * self.per_row()
+    }
+
     /// Number of tiles.
     pub fn count(&self) -> usize {
-        self.rows.div_ceil(self.block.rows) * self.per_row()
+        self.groups * self.per_group()
     }
 
     /// Offsets (inside the tensor) of tile `t`'s entries, row by row.
     pub fn offsets(&self, t: usize) -> impl Iterator<Item = usize> {
         let (per_row, cols) = (self.per_row(), self.cols);
-        let (r0, c0) = (t / per_row * self.block.rows, t % per_row * self.block.cols);
+        let (g, t) = (t / self.per_group(), t % self.per_group());
+        let base = g * self.group_rows;
+        let (r0, c0) = (
+            base + t / per_row * self.block.rows,
+            t % per_row * self.block.cols,
+        );
         let (r1, c1) = (
-            (r0 + self.block.rows).min(self.rows),
+            (r0 + self.block.rows).min(base + self.group_rows),
             (c0 + self.block.cols).min(self.cols),
         );
         (r0..r1).flat_map(move |r| (c0..c1).map(move |c| r * cols + c))
+    }
+
+    /// Entries of tile `t` (smaller at the edges).
+    pub fn len(&self, t: usize) -> usize {
+        self.offsets(t).count()
     }
 }
 
@@ -117,7 +153,7 @@ mod tests {
 
     #[test]
     fn edge_tiles_are_cut_to_the_tensor() {
-        let t = BlockShape { rows: 2, cols: 3 }.tiling(&[3, 4]);
+        let t = BlockShape { rows: 2, cols: 3 }.tiling(&[3, 4], 1);
         assert_eq!(t.count(), 4);
         assert_eq!(t.offsets(0).collect::<Vec<_>>(), vec![0, 1, 2, 4, 5, 6]);
         assert_eq!(t.offsets(1).collect::<Vec<_>>(), vec![3, 7]);
@@ -125,12 +161,35 @@ mod tests {
         assert_eq!(t.offsets(3).collect::<Vec<_>>(), vec![11]);
     }
 
+    #[test]
+    fn gate_stacked_weights_are_tiled_inside_each_gate() {
+        // 4 gates of H = 6 rows: 4x4 tiles start at rows 0, 4 | 6, 10 | 12, 16 | 18, 22.
+        let spec = model::TensorSpec {
+            name: "rnn.weight_hh_l0".into(),
+            shape: vec![24, 4],
+            offset: 0,
+        };
+        let t = BlockShape { rows: 4, cols: 4 }.tiling_for(&spec);
+        assert_eq!(t.count(), 8);
+        let starts: Vec<usize> = (0..8).map(|i| t.offsets(i).next().unwrap() / 4).collect();
+        assert_eq!(starts, vec![0, 4, 6, 10, 12, 16, 18, 22]);
+        assert_eq!(t.len(1), 8, "a 2-row tile at the bottom of the first gate");
+        // The decoder is one matrix.
+        let dec = model::TensorSpec {
+            name: "decoder.weight".into(),
+            shape: vec![24, 4],
+            offset: 0,
+        };
+        assert_eq!(BlockShape { rows: 4, cols: 4 }.tiling_for(&dec).count(), 6);
+        assert_eq!(BlockShape::parse("4X4").unwrap().to_string(), "4x4");
+    }
+
     proptest! {
         #[test]
         fn tiles_cover_every_entry_once(rows in 1usize..20, cols in 1usize..20, lead in 1usize..3,
-                                        br in 1usize..6, bc in 1usize..6) {
+                                        br in 1usize..6, bc in 1usize..6, groups in 1usize..5) {
             let shape = if lead > 1 { vec![lead, rows, cols] } else { vec![rows, cols] };
-            let tiling = BlockShape { rows: br, cols: bc }.tiling(&shape);
+            let tiling = BlockShape { rows: br, cols: bc }.tiling(&shape, groups);
             let mut seen = vec![0u8; shape.iter().product()];
             for t in 0..tiling.count() {
                 for o in tiling.offsets(t) {

@@ -86,7 +86,7 @@ pub fn grow_by_gradient(
 }
 
 /// [`grow_by_gradient`] in whole tiles of `block`: in every selected tensor, the fully dormant
-/// tiles with the largest L2 norm of accumulated gradient are activated until at least
+/// tiles with the largest mean square of accumulated gradient are activated until at least
 /// `fraction` of the tensor's dormant entries are (at most one tile beyond). With a 1x1 block
 /// this is exactly [`grow_by_gradient`]. Returns the number of entries grown.
 pub fn grow_by_gradient_blocks(
@@ -108,18 +108,20 @@ pub fn grow_by_gradient_blocks(
     let mut grown = 0;
     for t in masks.selected().collect::<Vec<_>>() {
         let spec = masks.layout().get(t).clone();
-        let tiling = block.tiling(&spec.shape);
+        let tiling = block.tiling_for(&spec);
         let dormant = masks.tensor(t).iter().filter(|&&m| m == 0.0).count();
         let target = (fraction * dormant as f64).round() as usize;
-        // (squared gradient norm, tile, entries) of the fully dormant tiles.
+        // (mean square gradient, tile, entries) of the fully dormant tiles.
         let mut tiles: Vec<(f64, usize, usize)> = (0..tiling.count())
             .filter(|&tile| tiling.offsets(tile).all(|o| masks.tensor(t)[o] == 0.0))
             .map(|tile| {
-                let norm = tiling
+                let norm: f64 = tiling
                     .offsets(tile)
                     .map(|o| (acc.sum[spec.offset + o] as f64).powi(2))
                     .sum();
-                (norm, tile, tiling.offsets(tile).count())
+                // Mean square, so cut edge tiles are not ranked low for being small.
+                let n = tiling.len(tile);
+                (norm / n as f64, tile, n)
             })
             .collect();
         // Largest norm first; position breaks ties.
@@ -193,7 +195,7 @@ mod tests {
             .copy_from_slice(&[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         let mut params = vec![0.5; 12];
         let mut acc = GradientAccumulator::new(12);
-        // Tile norms²: (2,3): 0.02, (4,5): 8, (6,7): 50, (8,9): 1, (10,11): 25.
+        // Tile mean squares: (2,3): 0.01, (4,5): 4, (6,7): 25, (8,9): 0.5, (10,11): 12.5.
         acc.add(&[9.0, 9.0, 0.1, 0.1, 2.0, 2.0, 5.0, -5.0, 1.0, 0.0, 0.0, 5.0]);
         let block = BlockShape { rows: 1, cols: 2 };
         // 10 dormant; 30% → 3 entries → two tiles (4 entries): (6,7) then (10,11).

@@ -12,6 +12,7 @@
 
 use crate::Real;
 use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 
 /// Rows of `a` per register block: 12 x 2 accumulators + 2 B vectors + 1 broadcast fit in the
@@ -143,6 +144,15 @@ pub fn matmul_packed<F: Real>(
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        // An empty sum: c = beta * c (zeros when beta = 0, whatever c held).
+        for row in c.chunks_mut(ldc).take(m) {
+            for v in &mut row[..n] {
+                *v = if beta == F::ZERO { F::ZERO } else { beta * *v };
+            }
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<F>() == TypeId::of::<f32>() && avx512::available() {
         let as_f32 = |x: F| x.to_f64() as f32;
@@ -159,8 +169,9 @@ pub fn matmul_packed<F: Real>(
             ldc,
         };
         // SAFETY: F is f32 (checked through TypeId), so the casts keep the layouts; the shapes
-        // were checked above and the packed strips cover n.div_ceil(32) * 32 columns of k rows.
-        run_split(&op);
+        // were checked above (k, m, n > 0) and the packed strips cover n.div_ceil(32) * 32
+        // columns of k rows.
+        unsafe { run_split(&op) };
         return;
     }
     portable(m, alpha, a, lda, b, beta, c, ldc);
@@ -223,8 +234,12 @@ unsafe impl Send for Operands {}
 unsafe impl Sync for Operands {}
 
 /// Splits the strips into one run per thread (when worth it) and runs them.
+///
+/// # Safety
+/// `op` must describe valid operands with m, n, k > 0 (as checked by [`matmul_packed`]), and
+/// nothing else may access `c` during the call.
 #[cfg(target_arch = "x86_64")]
-fn run_split(op: &Operands) {
+unsafe fn run_split(op: &Operands) {
     let strips = op.n.div_ceil(STRIP);
     let threads = rayon::current_num_threads().min(strips);
     if threads <= 1 || op.m * op.n * op.k < PARALLEL_MIN_MACS {
@@ -334,7 +349,9 @@ mod avx512 {
         for (r, acc) in acc.iter().enumerate() {
             let c = op.c.add((r0 + r) * op.ldc + j);
             for (h, &v) in acc.iter().enumerate() {
-                let p = c.add(16 * h);
+                // Wrapping: in a last strip of ≤ 16 columns the second half lies past the end of
+                // `c`; its mask is 0 so nothing is read or written there.
+                let p = c.wrapping_add(16 * h);
                 let mut out = _mm512_mul_ps(alpha, v);
                 if op.beta != 0.0 {
                     out = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[h], p), out);
@@ -469,6 +486,28 @@ mod tests {
             .build()
             .unwrap();
         pool.install(|| check(13, 1000, 1100, 1, 0.5, 0.25, true, 3));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The plain loop (what CPUs without AVX-512 run) against the reference, in f32.
+        #[test]
+        fn portable_path_matches_reference(m in 1usize..20, n in 1usize..70, k in 1usize..40,
+                                           beta in prop_oneof![Just(0.0f32), Just(0.5f32)],
+                                           seed in 0u64..1000) {
+            let a = random(m * k, seed);
+            let b = random(k * n, seed + 1);
+            let c0 = random(m * n, seed + 2);
+            let mut packed = PackedB::new();
+            packed.pack(&b, n, k, n);
+            let mut got = c0.clone();
+            portable(m, 0.5, &a, k, &packed, beta, &mut got, n);
+            let mut want = c0.clone();
+            matmul_reference(m, n, k, 0.5, &a, Trans::N, &b, Trans::N, beta, &mut want);
+            for (x, y) in got.iter().zip(&want) {
+                prop_assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

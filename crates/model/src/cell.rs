@@ -21,8 +21,9 @@ pub(crate) fn split4<F>(row: &[F]) -> [&[F]; 4] {
 }
 
 /// Fused gate epilogue: pre-activations in the four gate planes (plus `bias` when given) are
-/// replaced by their activations (σ, σ, tanh, σ), then c = f ⊙ c_prev + i ⊙ g, tanh(c) and h = o ⊙ tanh(c). The planes may be
-/// the four parts of one [i f g o] row (LSTM) or four separate gate-major blocks (H-LSTM).
+/// replaced by their activations (σ, σ, tanh, σ), then c = f ⊙ c_prev + i ⊙ g, tanh(c) and
+/// h = o ⊙ tanh(c). The planes may be the four parts of one [i f g o] row (LSTM) or four
+/// separate gate-major blocks (H-LSTM).
 // Not inlined: as a separate function its slices keep their no-alias guarantee, which LLVM
 // needs to vectorize the loop.
 #[inline(never)]

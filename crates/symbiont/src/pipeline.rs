@@ -132,14 +132,13 @@ impl CompressHook {
             .collect()
     }
 
-    /// A random sparse seed: each selected tensor keeps `density` of its entries.
-    /// A random mask keeping `density` of each selected tensor, in whole tiles of the
+    /// A random sparse seed: a mask keeping `density` of each selected tensor, in whole tiles of the
     /// schedule's block shape (single weights when unstructured).
     fn sparse_seed(&mut self, density: f64) {
         let rng = CounterRng::new(self.seed ^ 0x5EED);
         let block = self.schedule.block;
         for t in self.masks.selected().collect::<Vec<_>>() {
-            let tiling = block.tiling(&self.masks.layout().get(t).shape);
+            let tiling = block.tiling_for(self.masks.layout().get(t));
             let m = self.masks.tensor_mut(t);
             for tile in 0..tiling.count() {
                 if rng.uniform_f64(t as u64, tile as u64) >= density {
