@@ -45,6 +45,7 @@ fn main() {
         Format::Bf16,
         Format::Panel,
         Format::Bf16Panel,
+        Format::Bf16Amx,
     ];
     if density < 1.0 {
         formats.push(Format::Csr);

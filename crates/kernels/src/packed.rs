@@ -2,10 +2,12 @@
 //! product, `y[b, r] += W[r, :] · x[b, :]` over a range of rows, with a naive reference beside it
 //! (the test oracle). Rows are the output (gate) dimension, as in PyTorch's `[4H, I]` weights.
 
+mod amx;
 mod bsr;
 mod csr;
 mod dense;
 
+pub use amx::available as amx_available;
 pub use bsr::{Bsr, BLOCK_SHAPES};
 pub use csr::{Csr, Indices};
 pub use dense::{bf16_to_f32, f32_to_bf16};
@@ -25,6 +27,9 @@ pub enum Format {
     Panel,
     /// bf16 in 32-row panels.
     Bf16Panel,
+    /// bf16 AMX tiles (16 rows x 32 columns), x rounded to bf16 too: the wide-batch layout of
+    /// bf16 plans on CPUs with AMX-BF16 (`amx_available`).
+    Bf16Amx,
     /// Compressed sparse rows, f32 values, u16/u32 column indices.
     Csr,
     /// CSR with bf16 values (4 bytes per non-zero with u16 indices).
@@ -40,6 +45,7 @@ impl fmt::Display for Format {
             Format::Bf16 => write!(f, "bf16"),
             Format::Panel => write!(f, "panel"),
             Format::Bf16Panel => write!(f, "bf16-panel"),
+            Format::Bf16Amx => write!(f, "bf16-amx"),
             Format::Csr => write!(f, "csr"),
             Format::CsrBf16 => write!(f, "csr-bf16"),
             Format::Bsr(r, c) => write!(f, "bsr{r}x{c}"),
@@ -67,6 +73,7 @@ impl std::str::FromStr for Format {
             "bf16" => Ok(Format::Bf16),
             "panel" => Ok(Format::Panel),
             "bf16-panel" => Ok(Format::Bf16Panel),
+            "bf16-amx" => Ok(Format::Bf16Amx),
             "csr" => Ok(Format::Csr),
             "csr-bf16" => Ok(Format::CsrBf16),
             "bsr" => Ok(Format::Bsr(4, 4)),
@@ -90,6 +97,7 @@ enum Storage {
     Bf16(Vec<u16>),
     Panel(Vec<f32>),
     Bf16Panel(Vec<u16>),
+    Bf16Amx(Vec<u16>),
     Csr(Csr),
     Bsr(Bsr),
 }
@@ -122,6 +130,7 @@ impl PackedMatrix {
                 let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
                 Storage::Bf16Panel(dense::pack_panels(&b, rows, cols))
             }
+            Format::Bf16Amx => Storage::Bf16Amx(amx::pack(w, rows, cols)),
             Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
             Format::CsrBf16 => Storage::Csr(Csr::from_dense(w, rows, cols).into_bf16()),
             Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
@@ -147,6 +156,7 @@ impl PackedMatrix {
             Storage::Bf16(_) => Format::Bf16,
             Storage::Panel(_) => Format::Panel,
             Storage::Bf16Panel(_) => Format::Bf16Panel,
+            Storage::Bf16Amx(_) => Format::Bf16Amx,
             Storage::Csr(c) if !c.vals16.is_empty() => Format::CsrBf16,
             Storage::Csr(_) => Format::Csr,
             Storage::Bsr(b) => Format::Bsr(b.br, b.bc),
@@ -158,6 +168,7 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Bsr(b) => b.br,
             Storage::Panel(_) | Storage::Bf16Panel(_) => dense::PANEL_ROWS,
+            Storage::Bf16Amx(_) => amx::PANEL_ROWS,
             _ => 1,
         }
     }
@@ -167,7 +178,7 @@ impl PackedMatrix {
         match &self.storage {
             Storage::Dense(w) => w.iter().filter(|v| **v != 0.0).count(),
             Storage::Bf16(w) => w.iter().filter(|v| (**v & 0x7fff) != 0).count(),
-            Storage::Panel(_) | Storage::Bf16Panel(_) => {
+            Storage::Panel(_) | Storage::Bf16Panel(_) | Storage::Bf16Amx(_) => {
                 self.to_dense().iter().filter(|v| **v != 0.0).count()
             }
             Storage::Csr(c) => c.nnz(),
@@ -182,6 +193,7 @@ impl PackedMatrix {
             Storage::Bf16(w) => w.len() * 2,
             Storage::Panel(w) => w.len() * 4,
             Storage::Bf16Panel(w) => w.len() * 2,
+            Storage::Bf16Amx(w) => w.len() * 2,
             Storage::Csr(c) => c.bytes(),
             Storage::Bsr(b) => b.bytes(),
         }
@@ -203,6 +215,16 @@ impl PackedMatrix {
                 for r in 0..self.rows {
                     for j in 0..k {
                         out[r * k + j] = value((r / p * k + j) * p + r % p);
+                    }
+                }
+                out
+            }
+            Storage::Bf16Amx(w) => {
+                let k = self.cols;
+                let mut out = vec![0.0; self.rows * k];
+                for r in 0..self.rows {
+                    for j in 0..k {
+                        out[r * k + j] = amx::value(w, k, r, j);
                     }
                 }
                 out
@@ -330,13 +352,15 @@ impl PackedMatrix {
                 Storage::Bf16Panel(w) => {
                     dense::panel_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows)
                 }
+                Storage::Bf16Amx(w) => amx::acc(w, k, x, ldx, nb, y, ldy, rows),
                 Storage::Csr(c) => c.acc(x, ldx, nb, y, ldy, rows),
                 Storage::Bsr(b) => b.acc(x, ldx, nb, y, ldy, rows),
             }
         }
     }
 
-    /// Naive reference of [`PackedMatrix::acc`] over the unpacked values, accumulated in f64.
+    /// Naive reference of [`PackedMatrix::acc`] over the unpacked values, accumulated in f64
+    /// (x rounded to bf16 first for `Bf16Amx`, as its kernel does).
     pub fn acc_reference(
         &self,
         x: &[f32],
@@ -347,11 +371,14 @@ impl PackedMatrix {
         rows: Range<usize>,
     ) {
         let w = self.to_dense();
+        let rounds_x = matches!(self.storage, Storage::Bf16Amx(_));
         for b in 0..nb {
             for r in rows.clone() {
                 let mut s = 0f64;
                 for c in 0..self.cols {
-                    s += w[r * self.cols + c] as f64 * x[b * ldx + c] as f64;
+                    let xv = x[b * ldx + c];
+                    let xv = if rounds_x { amx::round_input(xv) } else { xv };
+                    s += w[r * self.cols + c] as f64 * xv as f64;
                 }
                 y[b * ldy + r] += s as f32;
             }
@@ -430,6 +457,7 @@ mod tests {
             Format::Bf16,
             Format::Panel,
             Format::Bf16Panel,
+            Format::Bf16Amx,
             Format::Csr,
         ];
         formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
@@ -469,6 +497,36 @@ mod tests {
     }
 
     #[test]
+    fn portable_amx_layout_kernel_matches_the_reference() {
+        // k not a multiple of 32 and a partial last panel: the padding must stay out of y.
+        let (rows, cols, nb) = (45, 37, 5);
+        let w = random_matrix(rows, cols, 1.0, 5);
+        let x = random_matrix(nb, cols, 1.0, 6);
+        let m = PackedMatrix::pack(&w, rows, cols, Format::Bf16Amx);
+        let Storage::Bf16Amx(packed) = &m.storage else {
+            unreachable!("bf16-amx storage")
+        };
+        let mut want = vec![0.5; nb * rows];
+        m.acc_reference(&x, cols, nb, &mut want, rows, 0..rows);
+        let mut got = vec![0.5; nb * rows];
+        // SAFETY: got has nb * rows elements, exclusively borrowed.
+        unsafe { amx::portable(packed, cols, &x, cols, nb, got.as_mut_ptr(), rows, 0..rows) };
+        assert!(max_rel_err(&got, &want) < 2e-5);
+        // Rounding x is what the format adds: against unrounded x it is ~2^-9 off.
+        let mut exact = vec![0.5; nb * rows];
+        PackedMatrix::pack(&m.to_dense(), rows, cols, Format::Dense).acc_reference(
+            &x,
+            cols,
+            nb,
+            &mut exact,
+            rows,
+            0..rows,
+        );
+        let e = max_rel_err(&got, &exact);
+        assert!(e > 1e-5 && e < 1e-2, "{e}");
+    }
+
+    #[test]
     fn bf16_rounding_is_nearest_even_and_widening_exact() {
         assert_eq!(f32_to_bf16(1.0), 0x3f80);
         // 1 + 2^-8 is halfway between two bf16 values: ties go to the even mantissa (1.0).
@@ -488,6 +546,7 @@ mod tests {
             "bf16",
             "panel",
             "bf16-panel",
+            "bf16-amx",
             "csr",
             "bsr4x4",
             "bsr1x8",
@@ -517,9 +576,9 @@ mod tests {
         fn random_shapes_densities_and_batches(
             rows in 1usize..70, cols in 1usize..90, nb in prop::sample::select(vec![1usize, 2, 3, 5, 8, 17, 64, 80]),
             density in prop::sample::select(vec![0.0, 0.02, 0.1, 0.5, 1.0]),
-            which in 0usize..12, seed in 0u64..1000,
+            which in 0usize..13, seed in 0u64..1000,
         ) {
-            let mut formats = vec![Format::Dense, Format::Bf16, Format::Panel, Format::Bf16Panel, Format::Csr, Format::CsrBf16];
+            let mut formats = vec![Format::Dense, Format::Bf16, Format::Panel, Format::Bf16Panel, Format::Bf16Amx, Format::Csr, Format::CsrBf16];
             formats.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
             check_format(formats[which], rows, cols, nb, density, seed);
         }
