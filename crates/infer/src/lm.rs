@@ -2,7 +2,7 @@
 //! whole sequence or step by step.
 
 use crate::matrix::{GateMatrix, Tuning};
-use crate::parallel::{split_units, SharedMut};
+use crate::parallel::{split_units, unit_align, SharedMut};
 use crate::plan::{PlanOptions, StackPlan, StackState};
 use crate::weights::ModelWeights;
 use crate::InferError;
@@ -181,7 +181,7 @@ impl ModelPlan {
                 for row in self.logits.chunks_exact_mut(padded) {
                     row[..v].copy_from_slice(bias);
                 }
-                let ranges = split_units(m.rows, self.threads);
+                let ranges = split_units(m.rows, self.threads, unit_align(m.row_align()));
                 let lp = SharedMut(self.logits.as_mut_ptr());
                 team.run(ranges.len(), &|p, _| {
                     // SAFETY: part p writes rows ranges[p] of each of the four blocks only.

@@ -150,6 +150,11 @@ impl GateMatrix {
         self.gates.iter().map(|g| g.nnz()).sum()
     }
 
+    /// Row granularity of unit ranges passed to `acc_units` (the largest of the four blocks').
+    pub fn row_align(&self) -> usize {
+        self.gates.iter().map(|g| g.row_align()).max().unwrap_or(1)
+    }
+
     /// The formats of the four gate blocks, e.g. `csr` or `csr,csr,bsr4x4,csr`.
     pub fn formats(&self) -> String {
         let f: Vec<String> = self.gates.iter().map(|g| g.format().to_string()).collect();

@@ -23,22 +23,38 @@ unsafe impl Send for SharedMut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMut {}
 
-/// Splits `0..n` into `parts` ranges whose boundaries are multiples of 32 (the panel height, a
-/// multiple of every block height and of the epilogue's vector width), except the end.
-pub(crate) fn split_units(n: usize, parts: usize) -> Vec<Range<usize>> {
+/// Splits `0..n` into at most `parts` ranges of nearly equal size whose inner boundaries are
+/// multiples of `align` (the matrices' row alignment, at least a cache line of f32 so threads do
+/// not write the same line of h or c). Balanced to the nearest multiple: the earlier rule (every
+/// part a multiple of 32 rounded up) gave 128 / 72 units at H = 200, so one thread did 64% of
+/// each step.
+pub(crate) fn split_units(n: usize, parts: usize, align: usize) -> Vec<Range<usize>> {
     let parts = parts.max(1);
-    let chunk = n.div_ceil(parts).div_ceil(32) * 32;
+    let align = align.max(1);
     let mut out = Vec::with_capacity(parts);
     let mut start = 0;
-    while start < n {
-        let end = (start + chunk.max(32)).min(n);
-        out.push(start..end);
-        start = end;
+    for i in 1..=parts {
+        let end = if i == parts {
+            n
+        } else {
+            let ideal = (i * n + parts / 2) / parts;
+            ((ideal + align / 2) / align * align).min(n)
+        };
+        if end > start {
+            out.push(start..end);
+            start = end;
+        }
     }
     if out.is_empty() {
         out.push(0..0);
     }
     out
+}
+
+/// The alignment of unit ranges for matrices of row alignment `row_align`: at least 16 rows
+/// (one 64-byte line of f32 outputs).
+pub(crate) fn unit_align(row_align: usize) -> usize {
+    row_align.max(16)
 }
 
 /// A barrier the threads of a [`team`] spin on between steps: a step at batch 1 lasts
@@ -245,18 +261,32 @@ mod tests {
     }
 
     #[test]
-    fn unit_ranges_cover_everything_once_and_align() {
+    fn unit_ranges_cover_everything_once_align_and_balance() {
         for n in [1, 15, 16, 17, 200, 650, 1500] {
             for parts in 1..5 {
-                let r = split_units(n, parts);
-                assert!(r.len() <= parts);
-                assert_eq!(r[0].start, 0);
-                assert_eq!(r.last().unwrap().end, n);
-                for w in r.windows(2) {
-                    assert_eq!(w[0].end, w[1].start);
-                    assert_eq!(w[0].end % 32, 0);
+                for align in [16, 32] {
+                    let r = split_units(n, parts, align);
+                    assert!(r.len() <= parts);
+                    assert_eq!(r[0].start, 0);
+                    assert_eq!(r.last().unwrap().end, n);
+                    for w in r.windows(2) {
+                        assert_eq!(w[0].end, w[1].start);
+                        assert_eq!(w[0].end % align, 0);
+                    }
+                    // Each part within one alignment step of an equal share.
+                    if n >= parts * align {
+                        for part in &r {
+                            let share = n as f64 / parts as f64;
+                            assert!(
+                                (part.len() as f64 - share).abs() <= align as f64,
+                                "{n} in {parts} by {align}: {r:?}"
+                            );
+                        }
+                    }
                 }
             }
         }
+        assert_eq!(split_units(200, 2, 16), vec![0..96, 96..200]);
+        assert_eq!(split_units(650, 2, 16), vec![0..320, 320..650]);
     }
 }

@@ -9,7 +9,7 @@
 //! layer's steps are split over threads at all is measured when the plan is built.
 
 use crate::matrix::{FormatChoice, GateMatrix, Tuning};
-use crate::parallel::{split_units, SharedMut, Team};
+use crate::parallel::{split_units, unit_align, SharedMut, Team};
 use crate::weights::{CellWeights, LayerWeights};
 use crate::InferError;
 use kernels::activation::{exp_f32, tanh_f32};
@@ -492,7 +492,7 @@ fn run_direction(
         row.copy_from_slice(bias);
     }
     let per_gate = g / 4;
-    let proj_ranges = split_units(per_gate, threads);
+    let proj_ranges = split_units(per_gate, threads, unit_align(w_in.row_align()));
     let gp = SharedMut(gates.as_mut_ptr());
     s.team.run(proj_ranges.len(), &|p, _| {
         // SAFETY: part p writes rows proj_ranges[p] of each gate block, disjoint across parts;
@@ -541,7 +541,11 @@ fn step_loop(
     pre: &mut Vec<f32>,
     team: &Team,
 ) {
-    let units = split_units(h, dir.parts);
+    let step_align = match &dir.cell {
+        Cell::Lstm { w_hh, .. } => w_hh.row_align(),
+        Cell::Hlstm { w2, .. } => w2.row_align(),
+    };
+    let units = split_units(h, dir.parts, unit_align(step_align));
     let g = gates.len() / (t * b);
     let (gp, op, cp) = (
         SharedMut(gates.as_mut_ptr()),
@@ -554,7 +558,7 @@ fn step_loop(
     }
     let pp = SharedMut(pre.as_mut_ptr());
     let hidden_ranges = match &dir.cell {
-        Cell::Hlstm { m, .. } => split_units(*m, dir.parts),
+        Cell::Hlstm { m, w_hh1, .. } => split_units(*m, dir.parts, unit_align(w_hh1.row_align())),
         Cell::Lstm { .. } => Vec::new(),
     };
     // The backwards sweep only matters when a thread's share of W_hh overflows its L2; below
