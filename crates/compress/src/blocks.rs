@@ -8,6 +8,7 @@
 //! model pruned in tiles is one the block-sparse kernels can run at that speed.
 
 use std::fmt;
+use std::ops::Range;
 
 /// The shape of the tiles masks change by; 1x1 is unstructured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,25 +109,32 @@ impl Tiling {
         self.groups * self.per_group()
     }
 
-    /// Offsets (inside the tensor) of tile `t`'s entries, row by row.
-    pub fn offsets(&self, t: usize) -> impl Iterator<Item = usize> {
-        let (per_row, cols) = (self.per_row(), self.cols);
+    /// Rows `r0..r1` and columns `c0..c1` of tile `t`.
+    fn bounds(&self, t: usize) -> (Range<usize>, Range<usize>) {
+        let per_row = self.per_row();
         let (g, t) = (t / self.per_group(), t % self.per_group());
         let base = g * self.group_rows;
         let (r0, c0) = (
             base + t / per_row * self.block.rows,
             t % per_row * self.block.cols,
         );
-        let (r1, c1) = (
-            (r0 + self.block.rows).min(base + self.group_rows),
-            (c0 + self.block.cols).min(self.cols),
-        );
-        (r0..r1).flat_map(move |r| (c0..c1).map(move |c| r * cols + c))
+        (
+            r0..(r0 + self.block.rows).min(base + self.group_rows),
+            c0..(c0 + self.block.cols).min(self.cols),
+        )
+    }
+
+    /// Offsets (inside the tensor) of tile `t`'s entries, row by row.
+    pub fn offsets(&self, t: usize) -> impl Iterator<Item = usize> {
+        let (rows, cols) = self.bounds(t);
+        let ld = self.cols;
+        rows.flat_map(move |r| cols.clone().map(move |c| r * ld + c))
     }
 
     /// Entries of tile `t` (smaller at the edges).
     pub fn len(&self, t: usize) -> usize {
-        self.offsets(t).count()
+        let (rows, cols) = self.bounds(t);
+        rows.len() * cols.len()
     }
 }
 

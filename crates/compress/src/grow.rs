@@ -124,7 +124,7 @@ pub fn grow_by_gradient_blocks(
                 (norm / n as f64, tile, n)
             })
             .collect();
-        // Largest norm first; position breaks ties.
+        // Largest mean square first; position breaks ties.
         tiles.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut here = 0;
         for (_, tile, n) in tiles {

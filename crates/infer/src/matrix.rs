@@ -181,7 +181,7 @@ fn dense_layout(dense: Format, nb: usize) -> Format {
 
 /// CSR follows the dtype: bf16 plans store CSR values in bf16 too.
 fn csr_for(dense: Format) -> Format {
-    if matches!(dense, Format::Bf16 | Format::Bf16Panel | Format::Bf16Amx) {
+    if dense == Format::Bf16 {
         Format::CsrBf16
     } else {
         Format::Csr

@@ -42,6 +42,11 @@ pub fn matmul<F: Real>(
     matmul_ld(m, n, k, alpha, a, lda, ta, b, ldb, tb, beta, c, n);
 }
 
+/// Whether a buffer of `len` values holds a `rows x cols` row-major matrix with row length `ld`.
+pub(crate) fn fits(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
+    ld >= cols && (rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols)
+}
+
 /// [`matmul`] on sub-matrices: `lda`, `ldb`, `ldc` are the row lengths of the stored buffers
 /// (≥ the used widths), so a block of columns of a wider matrix can be used in place.
 #[allow(clippy::too_many_arguments)]
@@ -63,9 +68,6 @@ pub fn matmul_ld<F: Real>(
     // Stored shapes (rows x cols) of the operands.
     let (a_rows, a_cols) = if ta == Trans::N { (m, k) } else { (k, m) };
     let (b_rows, b_cols) = if tb == Trans::N { (k, n) } else { (n, k) };
-    let fits = |len: usize, rows: usize, cols: usize, ld: usize| {
-        ld >= cols && (rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols)
-    };
     assert!(
         fits(a.len(), a_rows, a_cols, lda),
         "matmul: lhs ({} values, ld {lda}) is not {a_rows}x{a_cols}",

@@ -10,6 +10,7 @@
 //! the whole k loop. Reading B in place instead (row stride 2.6–24 KB) measured 25–69 GFLOP/s:
 //! every k step touches a new page. Columns are split between threads in whole strips.
 
+use crate::gemm::fits;
 use crate::Real;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -50,10 +51,19 @@ impl<F: Real> PackedB<F> {
         self.n
     }
 
-    fn resize(&mut self, k: usize, n: usize) {
+    /// Sizes the buffer for a k x n B and fills each strip in parallel: `fill(j0, w, strip)`
+    /// writes the strip of columns `j0..j0 + w` (w ≤ 32; lanes past w must be zero).
+    fn fill_strips(&mut self, k: usize, n: usize, fill: impl Fn(usize, usize, &mut [F]) + Sync) {
         self.k = k;
         self.n = n;
         self.data.resize(n.div_ceil(STRIP) * STRIP * k, F::ZERO);
+        self.data
+            .par_chunks_mut((k * STRIP).max(1))
+            .enumerate()
+            .for_each(|(s, strip)| {
+                let j0 = s * STRIP;
+                fill(j0, (n - j0).min(STRIP), strip)
+            });
     }
 
     /// Packs B = `b` (k x n, row length `ldb`).
@@ -65,18 +75,12 @@ impl<F: Real> PackedB<F> {
             ldb >= n && (k == 0 || n == 0 || b.len() >= (k - 1) * ldb + n),
             "PackedB::pack: b is not {k}x{n} with row length {ldb}"
         );
-        self.resize(k, n);
-        self.data
-            .par_chunks_mut((k * STRIP).max(1))
-            .enumerate()
-            .for_each(|(s, strip)| {
-                let j0 = s * STRIP;
-                let w = (n - j0).min(STRIP);
-                for (kk, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
-                    dst[..w].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + w]);
-                    dst[w..].fill(F::ZERO);
-                }
-            });
+        self.fill_strips(k, n, |j0, w, strip| {
+            for (kk, dst) in strip.chunks_exact_mut(STRIP).enumerate() {
+                dst[..w].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + w]);
+                dst[w..].fill(F::ZERO);
+            }
+        });
     }
 
     /// Packs B = `bt`ᵀ, where `bt` is n x k (row length `ldbt`): e.g. W_hh (4H x H) for the
@@ -89,31 +93,25 @@ impl<F: Real> PackedB<F> {
             ldbt >= k && (k == 0 || n == 0 || bt.len() >= (n - 1) * ldbt + k),
             "PackedB::pack_transposed: bt is not {n}x{k} with row length {ldbt}"
         );
-        self.resize(k, n);
-        self.data
-            .par_chunks_mut((k * STRIP).max(1))
-            .enumerate()
-            .for_each(|(s, strip)| {
-                let j0 = s * STRIP;
-                let w = (n - j0).min(STRIP);
-                // Blocks of 64 k so the strip's destination rows stay in L1 while 32 source
-                // rows are read across them.
-                for k0 in (0..k).step_by(64) {
-                    let k1 = (k0 + 64).min(k);
-                    for jj in 0..STRIP {
-                        if jj < w {
-                            let src = &bt[(j0 + jj) * ldbt..(j0 + jj) * ldbt + k];
-                            for kk in k0..k1 {
-                                strip[kk * STRIP + jj] = src[kk];
-                            }
-                        } else {
-                            for kk in k0..k1 {
-                                strip[kk * STRIP + jj] = F::ZERO;
-                            }
+        self.fill_strips(k, n, |j0, w, strip| {
+            // Blocks of 64 k so the strip's destination rows stay in L1 while 32 source rows
+            // are read across them.
+            for k0 in (0..k).step_by(64) {
+                let k1 = (k0 + 64).min(k);
+                for jj in 0..STRIP {
+                    if jj < w {
+                        let src = &bt[(j0 + jj) * ldbt..(j0 + jj) * ldbt + k];
+                        for kk in k0..k1 {
+                            strip[kk * STRIP + jj] = src[kk];
+                        }
+                    } else {
+                        for kk in k0..k1 {
+                            strip[kk * STRIP + jj] = F::ZERO;
                         }
                     }
                 }
-            });
+            }
+        });
     }
 }
 
@@ -136,9 +134,6 @@ pub fn matmul_packed<F: Real>(
     ldc: usize,
 ) {
     let (n, k) = (b.n, b.k);
-    let fits = |len: usize, rows: usize, cols: usize, ld: usize| {
-        ld >= cols && (rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols)
-    };
     assert!(fits(a.len(), m, k, lda), "matmul_packed: a is not {m}x{k}");
     assert!(fits(c.len(), m, n, ldc), "matmul_packed: c is not {m}x{n}");
     if m == 0 || n == 0 {

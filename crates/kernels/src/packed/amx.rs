@@ -108,16 +108,9 @@ pub(crate) unsafe fn portable(
     ldy: usize,
     rows: Range<usize>,
 ) {
-    for b in 0..nb {
-        for r in rows.clone() {
-            let mut s = 0f32;
-            for j in 0..k {
-                s = value(w, k, r, j).mul_add(round_input(x[b * ldx + j]), s);
-            }
-            // SAFETY: caller contract.
-            unsafe { *y.add(b * ldy + r) += s };
-        }
-    }
+    let weight = |r: usize, j: usize| value(w, k, r, j);
+    // SAFETY: forwarded contract.
+    unsafe { super::dense::scalar_acc(weight, round_input, k, x, ldx, nb, y, ldy, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]

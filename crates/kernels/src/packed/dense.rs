@@ -289,7 +289,7 @@ pub(crate) mod avx512 {
     }
 
     /// Rows per panel (two registers).
-    pub(crate) const PANEL: usize = 32;
+    use super::PANEL_ROWS as PANEL;
     /// Batch rows per register block of the panel kernel: 2 x 12 = 24 accumulators.
     const PANEL_NB: usize = 12;
 
@@ -495,11 +495,32 @@ pub(crate) unsafe fn panel_acc(
             DenseWeights::Bf16(w) => bf16_to_f32(w[at]),
         }
     };
+    // SAFETY: forwarded contract.
+    unsafe { scalar_acc(value, |v| v, k, x, ldx, nb, y, ldy, rows) }
+}
+
+/// The plain loop behind the packed layouts' fallbacks: `y[b * ldy + r] += Σ_j weight(r, j) ·
+/// input(x[b * ldx + j])`, summed in f32 (`input` is where a format rounds x).
+///
+/// # Safety
+/// As `dense_acc`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn scalar_acc(
+    weight: impl Fn(usize, usize) -> f32,
+    input: impl Fn(f32) -> f32,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    nb: usize,
+    y: *mut f32,
+    ldy: usize,
+    rows: Range<usize>,
+) {
     for b in 0..nb {
         for r in rows.clone() {
             let mut s = 0f32;
             for j in 0..k {
-                s = value(r, j).mul_add(x[b * ldx + j], s);
+                s = weight(r, j).mul_add(input(x[b * ldx + j]), s);
             }
             // SAFETY: caller contract.
             unsafe { *y.add(b * ldy + r) += s };
