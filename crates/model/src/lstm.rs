@@ -16,6 +16,18 @@ use rayon::prelude::*;
 /// values: PTB-medium's 20 x 650 gains, PTB-small's 20 x 200 (4,000) does not.
 const PARALLEL_MIN_VALUES: usize = 8192;
 
+/// Batch rows per task of the per-step gate passes: all of them (one task, run on the calling
+/// thread: rayon splits no further) below [`PARALLEL_MIN_VALUES`] or on one thread, else an
+/// equal share per thread.
+fn rows_per_task(s: LstmShape) -> usize {
+    let threads = rayon::current_num_threads();
+    if s.b * s.h >= PARALLEL_MIN_VALUES && threads > 1 {
+        s.b.div_ceil(threads)
+    } else {
+        s.b.max(1)
+    }
+}
+
 /// One batch row of the per-step forward pass: (gates, c_prev, c, tanh c, h), as zipped.
 type FwdRow<'a, F> = (
     (((&'a mut [F], &'a [F]), &'a mut [F]), &'a mut [F]),
@@ -149,37 +161,25 @@ pub fn lstm_forward<F: Real>(
         F::ZERO,
         &mut tape.gates,
     );
-    let parallel = bh >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
-    let rows_per_task = s.b.div_ceil(rayon::current_num_threads());
+    let rows_per_task = rows_per_task(s);
     tape.w_hh_fwd.pack_transposed(w.w_hh, h, h, g);
+    let bias = split4(&tape.bias);
     for t in 0..s.t {
         let gates_t = &mut tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let (hs_prev, hs_next) = tape.hs[t * bh..(t + 2) * bh].split_at_mut(bh);
         matmul_packed(s.b, F::ONE, hs_prev, h, &tape.w_hh_fwd, F::ONE, gates_t, g);
         let (cs_prev, cs_next) = tape.cs[t * bh..(t + 2) * bh].split_at_mut(bh);
         let tc_t = &mut tape.tc[t * bh..(t + 1) * bh];
-        let bias = split4(&tape.bias);
-        let row = |((((gates, c_prev), c), tc), h_out): FwdRow<'_, F>| {
-            gates_forward(split4_mut(gates), Some(bias), c_prev, c, tc, h_out)
-        };
-        if parallel {
-            gates_t
-                .par_chunks_mut(g)
-                .zip(cs_prev.par_chunks(h))
-                .zip(cs_next.par_chunks_mut(h))
-                .zip(tc_t.par_chunks_mut(h))
-                .zip(hs_next.par_chunks_mut(h))
-                .with_min_len(rows_per_task)
-                .for_each(row);
-        } else {
-            gates_t
-                .chunks_mut(g)
-                .zip(cs_prev.chunks(h))
-                .zip(cs_next.chunks_mut(h))
-                .zip(tc_t.chunks_mut(h))
-                .zip(hs_next.chunks_mut(h))
-                .for_each(row);
-        }
+        gates_t
+            .par_chunks_mut(g)
+            .zip(cs_prev.par_chunks(h))
+            .zip(cs_next.par_chunks_mut(h))
+            .zip(tc_t.par_chunks_mut(h))
+            .zip(hs_next.par_chunks_mut(h))
+            .with_min_len(rows_per_task)
+            .for_each(|((((gates, c_prev), c), tc), h_out): FwdRow<'_, F>| {
+                gates_forward(split4_mut(gates), Some(bias), c_prev, c, tc, h_out)
+            });
     }
 }
 
@@ -205,49 +205,38 @@ pub fn lstm_backward<F: Real>(
     tape.w_hh_bwd.pack(w.w_hh, h, g, h);
     tape.dh_next.fill(F::ZERO);
     tape.dc_next.fill(F::ZERO);
-    let parallel = bh >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
-    let rows_per_task = s.b.div_ceil(rayon::current_num_threads());
+    let rows_per_task = rows_per_task(s);
     for t in (0..s.t).rev() {
         let gates_t = &tape.gates[t * s.b * g..(t + 1) * s.b * g];
         let dgates_t = &mut tape.dgates[t * s.b * g..(t + 1) * s.b * g];
         let c_prev = &tape.cs[t * bh..(t + 1) * bh];
         let tc_t = &tape.tc[t * bh..(t + 1) * bh];
         let dh_t = &dh_out[t * bh..(t + 1) * bh];
-        let row = |(((((gates, c_prev), tc), dh), dh_rec), (dc, dgates)): BwdRow<'_, F>| {
-            gates_backward(
-                split4(gates),
-                c_prev,
-                tc,
-                dh,
-                dh_rec,
-                dc,
-                split4_mut(dgates),
+        gates_t
+            .par_chunks(g)
+            .zip(c_prev.par_chunks(h))
+            .zip(tc_t.par_chunks(h))
+            .zip(dh_t.par_chunks(h))
+            .zip(tape.dh_next.par_chunks(h))
+            .zip(
+                tape.dc_next
+                    .par_chunks_mut(h)
+                    .zip(dgates_t.par_chunks_mut(g)),
             )
-        };
-        if parallel {
-            gates_t
-                .par_chunks(g)
-                .zip(c_prev.par_chunks(h))
-                .zip(tc_t.par_chunks(h))
-                .zip(dh_t.par_chunks(h))
-                .zip(tape.dh_next.par_chunks(h))
-                .zip(
-                    tape.dc_next
-                        .par_chunks_mut(h)
-                        .zip(dgates_t.par_chunks_mut(g)),
-                )
-                .with_min_len(rows_per_task)
-                .for_each(row);
-        } else {
-            gates_t
-                .chunks(g)
-                .zip(c_prev.chunks(h))
-                .zip(tc_t.chunks(h))
-                .zip(dh_t.chunks(h))
-                .zip(tape.dh_next.chunks(h))
-                .zip(tape.dc_next.chunks_mut(h).zip(dgates_t.chunks_mut(g)))
-                .for_each(row);
-        }
+            .with_min_len(rows_per_task)
+            .for_each(
+                |(((((gates, c_prev), tc), dh), dh_rec), (dc, dgates)): BwdRow<'_, F>| {
+                    gates_backward(
+                        split4(gates),
+                        c_prev,
+                        tc,
+                        dh,
+                        dh_rec,
+                        dc,
+                        split4_mut(dgates),
+                    )
+                },
+            );
         if t > 0 {
             // dh_{t-1} = dgates_t W_hh
             matmul_packed(
