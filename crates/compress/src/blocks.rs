@@ -3,9 +3,10 @@
 //! makes every mask change act on whole tiles.
 //!
 //! Why: on a CPU, unstructured sparsity runs through a gather per non-zero, which this machine
-//! does at about 1.7 cycles per non-zero; at 10% density and H = 1500 that gives 3.1x our dense
-//! step, while 4x4 tiles (block-sparse kernels, no gathers) give 6.4x (docs/benchmarks.md). A
-//! model pruned in tiles is one the block-sparse kernels can run at that speed.
+//! does at about 1.7 cycles per non-zero; at 10% density and H = 1500 that gives 2.95x our dense
+//! step, while 4x4 tiles (block-sparse kernels, no gathers) give 5.39x
+//! (`python3 bench/sparse_curve.py --hidden 1500 --rounds 3`, docs/benchmarks.md). A model pruned
+//! in tiles is one the block-sparse kernels can run at that speed.
 
 use std::fmt;
 use std::ops::Range;

@@ -45,6 +45,16 @@ pub enum GrowInit {
     GradientStep(f32),
 }
 
+impl GrowInit {
+    /// The starting value of grown entry `i` (flat index) given the accumulated gradients.
+    fn value(self, acc: &GradientAccumulator, i: usize) -> f32 {
+        match self {
+            GrowInit::Zero => 0.0,
+            GrowInit::GradientStep(step) => -step * acc.sum[i] * (1.0 / acc.batches.max(1) as f32),
+        }
+    }
+}
+
 /// Activates, in every selected tensor, the top `fraction` of its dormant entries by
 /// |accumulated gradient| (ties by position). Returns the number grown.
 pub fn grow_by_gradient(
@@ -71,14 +81,10 @@ pub fn grow_by_gradient(
         let n = (fraction * dormant.len() as f64).round() as usize;
         // Largest |gradient| first; position breaks ties.
         dormant.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mean_scale = 1.0 / acc.batches.max(1) as f32;
         for &(_, i) in &dormant[..n] {
             let (tt, off) = locate(&layout, i);
             masks.tensor_mut(tt)[off] = 1.0;
-            params[i] = match init {
-                GrowInit::Zero => 0.0,
-                GrowInit::GradientStep(step) => -step * acc.sum[i] * mean_scale,
-            };
+            params[i] = init.value(acc, i);
         }
         grown += n;
     }
@@ -104,7 +110,6 @@ pub fn grow_by_gradient_blocks(
         (0.0..=1.0).contains(&fraction),
         "growth fraction {fraction} out of [0, 1]"
     );
-    let mean_scale = 1.0 / acc.batches.max(1) as f32;
     let mut grown = 0;
     for t in masks.selected().collect::<Vec<_>>() {
         let spec = masks.layout().get(t).clone();
@@ -135,10 +140,7 @@ pub fn grow_by_gradient_blocks(
             for o in tiling.offsets(tile) {
                 m[o] = 1.0;
                 let i = spec.offset + o;
-                params[i] = match init {
-                    GrowInit::Zero => 0.0,
-                    GrowInit::GradientStep(step) => -step * acc.sum[i] * mean_scale,
-                };
+                params[i] = init.value(acc, i);
             }
             here += n;
         }

@@ -7,8 +7,9 @@
 //! large m and it re-reads B with the weight's row stride. Here B is packed once into 32-column
 //! strips stored contiguously (`[strip][k][32]`, zero-padded), so each call streams it front to
 //! back; a block of ≤ 12 rows of `a` keeps its 2 x rows accumulators in AVX-512 registers for
-//! the whole k loop. Reading B in place instead (row stride 2.6–24 KB) measured 25–69 GFLOP/s:
-//! every k step touches a new page. Columns are split between threads in whole strips.
+//! the whole k loop. Reading B in place instead (row stride 2.6–24 KB; a removed first version of
+//! this kernel) measured 25–69 GFLOP/s: every k step touches a new page. Columns are split
+//! between threads in whole strips.
 
 use crate::gemm::fits;
 use crate::Real;

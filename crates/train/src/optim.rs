@@ -68,11 +68,10 @@ impl Optimizer {
         self.step_scaled(params, grads, 1.0, lr);
     }
 
-    /// One update from the gradients `grad_scale * grads` (the clipping factor), bit for bit
+    /// One update from the gradients `gs * grads` (`gs`: the clipping factor), bit for bit
     /// the update after scaling the gradients in place, without that extra pass over them.
-    pub fn step_scaled(&mut self, params: &mut [f32], grads: &[f32], grad_scale: f32, lr: f64) {
+    pub fn step_scaled(&mut self, params: &mut [f32], grads: &[f32], gs: f32, lr: f64) {
         assert_eq!(params.len(), grads.len());
-        let gs = grad_scale;
         self.steps += 1;
         let c = &self.config;
         let wd = c.weight_decay as f32;
