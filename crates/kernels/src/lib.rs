@@ -13,6 +13,7 @@ pub mod reduce;
 pub mod rng;
 pub mod small_m;
 pub mod softmax;
+pub mod support;
 
 pub use gemm::{matmul, matmul_reference, Trans};
 pub use real::Real;

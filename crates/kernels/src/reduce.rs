@@ -16,7 +16,7 @@ pub fn sum_squares<F: Real>(x: &[F]) -> f64 {
 
 /// Eight independent f64 accumulators: a single running sum is a serial dependency that keeps
 /// the loop scalar (4x slower on a 4.6M-parameter gradient, every step).
-fn sum_squares_serial<F: Real>(x: &[F]) -> f64 {
+pub(crate) fn sum_squares_serial<F: Real>(x: &[F]) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let chunks = x.chunks_exact(LANES);

@@ -12,6 +12,7 @@ use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, L
 use crate::{ModelError, ParamLayout};
 use kernels::rng::CounterRng;
 use kernels::softmax::{softmax_xent_biased, XentGrad};
+use kernels::support::Support;
 use kernels::{matmul, Real, Trans};
 use serde::{Deserialize, Serialize};
 
@@ -292,6 +293,23 @@ impl<F: Real> LanguageModel<F> {
     /// Number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.layout.total()
+    }
+
+    /// Where [`Self::backward`] over a batch of `tokens` can write non-zero gradients: every
+    /// tensor but the embedding, whose gradient has only the rows of the tokens. The trainer
+    /// zeroes, measures and (plain SGD) applies the gradient on this support only.
+    pub fn gradient_support(&self, tokens: &[u32]) -> Support {
+        let total = self.layout.total();
+        let enc = self.layout.range(self.ids.encoder);
+        let e = self.config.embedding_width();
+        let rows = tokens.iter().map(|&t| {
+            let start = enc.start + t as usize * e;
+            start..(start + e).min(enc.end)
+        });
+        Support::from_ranges(
+            total,
+            [0..enc.start, enc.end..total].into_iter().chain(rows),
+        )
     }
 
     /// Parameters of the embedding and the decoder (reported separately: they dominate).
@@ -657,4 +675,54 @@ fn split_pair<'a, F>(
     assert!(r1.end <= r2.start, "split_pair: tensors out of order");
     let (lo, hi) = buf.split_at_mut(r2.start);
     (&mut lo[r1], &mut hi[..r2.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kernels::rng::CounterRng;
+
+    #[test]
+    fn backward_writes_nothing_outside_the_gradient_support() {
+        for config in [
+            LmConfig::lstm(11, 5, 2),
+            LmConfig {
+                dropout: 0.3,
+                ..LmConfig::lstm(11, 5, 1)
+            },
+        ] {
+            let mut model = LanguageModel::<f32>::new(config.clone()).expect("valid config");
+            model.init_uniform(0.5, 3);
+            let (t, b) = (3, 2);
+            let tokens = [1u32, 4, 4, 9, 1, 0];
+            let targets = [4u32, 4, 9, 1, 0, 2];
+            let mut ws = model.workspace(t, b);
+            let mut state = LmState::zeros(&config, b);
+            let ctx = DropoutCtx {
+                rng: CounterRng::new(5),
+                p: config.dropout,
+                step: 1,
+            };
+            model.forward(&mut ws, &tokens, &targets, &mut state, Some(ctx), Some(1.0));
+            let mut grads = vec![0.0f32; model.num_params()];
+            model.backward(&mut ws, &tokens, &mut grads);
+            let support = model.gradient_support(&tokens);
+            let enc = model.layout.range(model.ids.encoder);
+            let e = config.embedding_width();
+            // Everything but the 7 embedding rows of tokens 2, 3, 5, 6, 7, 8, 10.
+            assert_eq!(support.count(), model.num_params() - 7 * e);
+            let inside = |i: usize| support.ranges().iter().any(|r| r.contains(&i));
+            for (i, &g) in grads.iter().enumerate() {
+                if !inside(i) {
+                    assert_eq!(g, 0.0, "gradient {i} outside the support");
+                    assert!(enc.contains(&i));
+                }
+            }
+            // The rows of the batch's tokens do get gradient.
+            for &tok in &tokens {
+                let row = &grads[enc.start + tok as usize * e..][..e];
+                assert!(row.iter().any(|&g| g != 0.0), "row {tok}");
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{OptimConfig, OptimKind};
 use kernels::reduce::{scale, sum_squares};
+use kernels::support::Support;
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 15;
@@ -22,6 +23,11 @@ pub fn clip_factor(norm: f64, max_norm: f64) -> f32 {
 /// The global L2 norm of `grads`.
 pub fn grad_norm(grads: &[f32]) -> f64 {
     sum_squares(grads).sqrt()
+}
+
+/// The global L2 norm of `grads`, which are zero outside `support`.
+pub fn grad_norm_on(grads: &[f32], support: &Support) -> f64 {
+    support.sum_squares(grads).sqrt()
 }
 
 /// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
@@ -66,6 +72,34 @@ impl Optimizer {
     /// One update with learning rate `lr`.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
         self.step_scaled(params, grads, 1.0, lr);
+    }
+
+    /// [`Self::step_scaled`] for gradients that are zero outside `support`. Where a zero
+    /// gradient leaves a parameter unchanged (plain SGD without weight decay) only the support is
+    /// visited, which gives the same parameters bit for bit; the other optimizers decay their
+    /// state everywhere and take the dense pass.
+    pub fn step_scaled_on(
+        &mut self,
+        params: &mut [f32],
+        grads: &[f32],
+        gs: f32,
+        lr: f64,
+        support: &Support,
+    ) {
+        let c = &self.config;
+        if c.kind != OptimKind::Sgd || c.momentum > 0.0 || c.weight_decay != 0.0 {
+            return self.step_scaled(params, grads, gs, lr);
+        }
+        assert_eq!(params.len(), grads.len());
+        self.steps += 1;
+        let lr32 = lr as f32;
+        // The same expression as the dense pass (weight decay 0), so the results are identical.
+        let wd = 0.0f32;
+        support.par_zip_mut(params, grads, |p, g| {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= lr32 * (gs * g + wd * *p);
+            }
+        });
     }
 
     /// One update from the gradients `gs * grads` (`gs`: the clipping factor), bit for bit
@@ -187,6 +221,42 @@ mod tests {
                 }
                 let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&pa), bits(&pb), "{kind:?} momentum {momentum}");
+            }
+        }
+    }
+
+    #[test]
+    fn step_on_the_support_equals_the_dense_step_bit_for_bit() {
+        let n = 100_000;
+        let support = Support::from_ranges(n, [10..300, 40_000..40_650, 41_300..41_950, 70_000..n]);
+        let inside = |i: usize| support.ranges().iter().any(|r| r.contains(&i));
+        let grads: Vec<f32> = (0..n)
+            .map(|i| {
+                if inside(i) {
+                    ((i * 37 % 101) as f32 - 50.0) * 0.3
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let params: Vec<f32> = (0..n).map(|i| (i as f32 * 0.013).sin()).collect();
+        for kind in [OptimKind::Sgd, OptimKind::Adam, OptimKind::AdamW] {
+            for (momentum, wd) in [(0.0, 0.0), (0.9, 0.0), (0.0, 0.01)] {
+                let mut c = cfg(kind);
+                c.momentum = momentum;
+                c.weight_decay = wd;
+                let (mut a, mut b) = (Optimizer::new(c.clone(), n), Optimizer::new(c, n));
+                let (mut pa, mut pb) = (params.clone(), params.clone());
+                for _ in 0..3 {
+                    let norm = grad_norm(&grads);
+                    assert!((norm - grad_norm_on(&grads, &support)).abs() <= 1e-12 * norm);
+                    let coef = clip_factor(norm, 5.0);
+                    a.step_scaled(&mut pa, &grads, coef, 0.1);
+                    b.step_scaled_on(&mut pb, &grads, coef, 0.1, &support);
+                }
+                let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&pa), bits(&pb), "{kind:?} momentum {momentum} wd {wd}");
+                assert_eq!(a.steps, b.steps);
             }
         }
     }
