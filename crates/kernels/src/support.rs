@@ -55,14 +55,9 @@ impl Support {
         }
     }
 
-    /// Length of the buffer this support describes.
-    pub fn len(&self) -> usize {
+    /// Length of the buffer this support describes (not the number of indices: [`Self::count`]).
+    pub fn buffer_len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the buffer has no values at all.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The ranges, sorted and disjoint.
