@@ -111,6 +111,55 @@ impl GateMatrix {
         }
     }
 
+    /// The rows of all four gate blocks cut into `parts` lists of `(gate, rows)` pieces with
+    /// nearly equal row counts, every cut at a multiple of `align` rows within a gate. For the
+    /// hoisted input projection, where nothing ties a thread to a unit range: splitting units
+    /// instead gave one thread 4 of the 7 32-row panels of each gate at H = 200 (units 96..200)
+    /// and the other 3.
+    pub fn balanced_pieces(&self, parts: usize, align: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+        let align = align.max(1);
+        let parts = parts.max(1);
+        let total = 4 * self.rows;
+        let mut out: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new(); parts];
+        let mut done = 0;
+        for k in 0..4 {
+            let mut r = 0;
+            while r < self.rows {
+                let end = (r + align).min(self.rows);
+                // The part whose share of the rows this piece's middle falls in.
+                let mid = done + (end - r) / 2;
+                let p = (mid * parts / total.max(1)).min(parts - 1);
+                match out[p].last_mut() {
+                    Some((g, range)) if *g == k && range.end == r => range.end = end,
+                    _ => out[p].push((k, r..end)),
+                }
+                done += end - r;
+                r = end;
+            }
+        }
+        out.retain(|pieces| !pieces.is_empty());
+        out
+    }
+
+    /// `acc_units` over `(gate, rows)` pieces (see `balanced_pieces`).
+    ///
+    /// # Safety
+    /// As `acc_units`, for the rows of the pieces.
+    pub unsafe fn acc_pieces(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+        pieces: &[(usize, Range<usize>)],
+    ) {
+        for (k, rows) in pieces {
+            // SAFETY: forwarded; gate k's rows sit at offset k * rows of each y row.
+            unsafe { self.gates[*k].acc_raw(x, ldx, nb, y.add(k * self.rows), ldy, rows.clone()) };
+        }
+    }
+
     /// Like `acc_units` but gate k reads its own input block `x[b * ldx + k * xstride ..]` (the
     /// second layer of an H-LSTM gate reads that gate's hidden layer).
     ///
@@ -236,4 +285,60 @@ pub(crate) fn time_product(m: &PackedMatrix, nb: usize) -> f64 {
     std::hint::black_box(&y);
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_pieces_cover_every_row_once_in_aligned_even_shares() {
+        for rows in [1usize, 8, 31, 200, 650] {
+            let w = vec![0.5f32; 4 * rows * 3];
+            let tuning = Tuning {
+                dense: Format::Dense,
+                choice: FormatChoice::Fixed(Format::Dense),
+                nb: 1,
+            };
+            let m = GateMatrix::pack(&w, rows, 3, &tuning).expect("packs");
+            for parts in 1..5 {
+                for align in [16, 32] {
+                    let split = m.balanced_pieces(parts, align);
+                    assert!(!split.is_empty() && split.len() <= parts);
+                    let mut seen = vec![0u8; 4 * rows];
+                    let mut shares = Vec::new();
+                    for pieces in &split {
+                        let mut share = 0;
+                        for (k, r) in pieces {
+                            assert!(r.start % align == 0 && (r.end % align == 0 || r.end == rows));
+                            for i in r.clone() {
+                                seen[k * rows + i] += 1;
+                            }
+                            share += r.len();
+                        }
+                        shares.push(share);
+                    }
+                    assert!(seen.iter().all(|&c| c == 1), "{rows} rows, {parts} parts");
+                    let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+                    if 4 * rows >= parts * align {
+                        assert!(hi - lo <= 2 * align, "{rows} rows in {parts}: {shares:?}");
+                    }
+                }
+            }
+        }
+        // H = 200 on two threads: two whole gates (14 of the 28 panels) each, not 12 and 16.
+        let w = vec![0.5f32; 4 * 200 * 3];
+        let tuning = Tuning {
+            dense: Format::Dense,
+            choice: FormatChoice::Fixed(Format::Dense),
+            nb: 1,
+        };
+        let m = GateMatrix::pack(&w, 200, 3, &tuning).expect("packs");
+        let rows: Vec<usize> = m
+            .balanced_pieces(2, 32)
+            .iter()
+            .map(|p| p.iter().map(|(_, r)| r.len()).sum())
+            .collect();
+        assert_eq!(rows, vec![400, 400]);
+    }
 }

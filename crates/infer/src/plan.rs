@@ -491,13 +491,12 @@ fn run_direction(
     for row in gates.chunks_exact_mut(g) {
         row.copy_from_slice(bias);
     }
-    let per_gate = g / 4;
-    let proj_ranges = split_units(per_gate, threads, unit_align(w_in.row_align()));
+    let pieces = w_in.balanced_pieces(threads, unit_align(w_in.row_align()));
     let gp = SharedMut(gates.as_mut_ptr());
-    s.team.run(proj_ranges.len(), &|p, _| {
-        // SAFETY: part p writes rows proj_ranges[p] of each gate block, disjoint across parts;
-        // `gates` holds T·B rows of G and outlives the join.
-        unsafe { w_in.acc_units(x, input, t * b, gp.get(), g, proj_ranges[p].clone()) };
+    s.team.run(pieces.len(), &|p, _| {
+        // SAFETY: part p writes the rows of its pieces of each gate block, disjoint across
+        // parts; `gates` holds T·B rows of G and outlives the join.
+        unsafe { w_in.acc_pieces(x, input, t * b, gp.get(), g, &pieces[p]) };
     });
 
     match state {
@@ -724,6 +723,32 @@ unsafe fn lstm_epilogue(
 
 #[inline(never)]
 fn epilogue_row(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        unsafe { epilogue_row_avx512(gi, gf, gg, go, c, h) };
+        return;
+    }
+    epilogue_body(gi, gf, gg, go, c, h);
+}
+
+/// The same loop compiled for 16-lane vectors: at H = 200 the epilogue was 8% of a thread's
+/// time in 8-lane (AVX2) form.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn epilogue_row_avx512(
+    gi: &[f32],
+    gf: &[f32],
+    gg: &[f32],
+    go: &[f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    epilogue_body(gi, gf, gg, go, c, h);
+}
+
+#[inline(always)]
+fn epilogue_body(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h: &mut [f32]) {
     let n = c.len();
     let (gi, gf, gg, go, h) = (&gi[..n], &gf[..n], &gg[..n], &go[..n], &mut h[..n]);
     for j in 0..n {
