@@ -397,7 +397,7 @@ impl StackPlan {
     /// both ways on random input.
     fn tune_threads(&mut self, b: usize) {
         // Long enough that a step's cache behaviour (W_hh streamed or resident) shows, short
-        // enough to keep plan building cheap; best of five runs each way.
+        // enough to keep plan building cheap; the median of five runs each way, alternating.
         let t = 12;
         let rng = CounterRng::new(5);
         for l in 0..self.layers.len() {
@@ -411,11 +411,14 @@ impl StackPlan {
                 .collect();
             let mut out = vec![0f32; t * b * out_w];
             for d in 0..self.layers[l].dirs.len() {
-                let mut best = (f64::INFINITY, 1);
-                for parts in [1, self.threads] {
-                    self.layers[l].dirs[d].parts = parts;
-                    let mut times = Vec::new();
-                    for rep in 0..6 {
+                // The two options alternate run by run, so that a slow phase of the machine hits
+                // both: timed one after the other, a busy second at batch 16 made the single
+                // thread look faster and the plan ran its steps at half speed.
+                let options = [1, self.threads];
+                let mut times = vec![Vec::new(); options.len()];
+                for rep in 0..6 {
+                    for (o, &parts) in options.iter().enumerate() {
+                        self.layers[l].dirs[d].parts = parts;
                         let start = Instant::now();
                         run_direction(
                             &self.layers[l].dirs[d],
@@ -438,15 +441,20 @@ impl StackPlan {
                             self.threads,
                         );
                         if rep > 0 {
-                            times.push(start.elapsed().as_secs_f64());
+                            times[o].push(start.elapsed().as_secs_f64());
                         }
                     }
-                    times.sort_by(f64::total_cmp);
+                }
+                let mut best = (f64::INFINITY, 1);
+                for (o, mut v) in times.into_iter().enumerate() {
+                    v.sort_by(f64::total_cmp);
                     if std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some() {
-                        eprintln!("tune layer {l} dir {d} parts {parts}: {times:?}");
+                        eprintln!("tune layer {l} dir {d} parts {}: {v:?}", options[o]);
                     }
-                    if times[0] < best.0 {
-                        best = (times[0], parts);
+                    // The median: the minimum of five let one lucky run decide.
+                    let typical = v[v.len() / 2];
+                    if typical < best.0 {
+                        best = (typical, options[o]);
                     }
                 }
                 self.layers[l].dirs[d].parts = best.1;
