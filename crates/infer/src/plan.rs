@@ -51,6 +51,9 @@ pub struct PlanOptions {
     /// Threads per recurrent step: `None` measures 1 against `threads` per layer and keeps the
     /// faster; `Some(n)` fixes it.
     pub step_threads: Option<usize>,
+    /// With `step_threads` fixed above 1: the threads own batch rows (whole sequences, no
+    /// barrier per step; LSTM cells) instead of hidden units. Measured plans choose it themselves.
+    pub split_batch: bool,
 }
 
 impl Default for PlanOptions {
@@ -62,6 +65,7 @@ impl Default for PlanOptions {
             batch: 1,
             seq: 35,
             step_threads: None,
+            split_batch: false,
         }
     }
 }
@@ -85,8 +89,11 @@ pub(crate) enum Cell {
 struct Direction {
     cell: Cell,
     reverse: bool,
-    /// Threads one step is split over (1 or the plan's threads, whichever measured faster).
+    /// Threads the step loop is split over (1 or the plan's threads, whichever measured faster).
     parts: usize,
+    /// With `parts > 1`: whether the threads own batch rows (whole independent sequences, no
+    /// barrier between steps; LSTM cells only) rather than hidden units.
+    by_batch: bool,
 }
 
 struct Layer {
@@ -188,6 +195,7 @@ impl StackPlan {
                     cell,
                     reverse: d == 1,
                     parts: 1,
+                    by_batch: false,
                 });
             }
             out.push(Layer {
@@ -211,7 +219,10 @@ impl StackPlan {
                 .layers
                 .iter_mut()
                 .flat_map(|l| l.dirs.iter_mut())
-                .for_each(|d| d.parts = n.clamp(1, opts.threads)),
+                .for_each(|d| {
+                    d.parts = n.clamp(1, opts.threads);
+                    d.by_batch = opts.split_batch && matches!(d.cell, Cell::Lstm { .. });
+                }),
             None if opts.threads > 1 => plan.tune_threads(opts.batch),
             None => {}
         }
@@ -298,6 +309,20 @@ impl StackPlan {
         self.layers
             .iter()
             .flat_map(|l| l.dirs.iter().map(|d| d.parts))
+            .collect()
+    }
+
+    /// How each layer's step loop is split, per direction: `serial`, `units` (threads own
+    /// hidden units, a barrier per step) or `batch` (threads own batch rows, no barrier).
+    pub fn step_split(&self) -> Vec<&'static str> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.dirs.iter())
+            .map(|d| match (d.parts, d.by_batch) {
+                (1, _) => "serial",
+                (_, false) => "units",
+                (_, true) => "batch",
+            })
             .collect()
     }
 
@@ -414,11 +439,17 @@ impl StackPlan {
                 // The two options alternate run by run, so that a slow phase of the machine hits
                 // both: timed one after the other, a busy second at batch 16 made the single
                 // thread look faster and the plan ran its steps at half speed.
-                let options = [1, self.threads];
+                // (threads, by batch rows): serial, split by units, and (LSTM cells, batch ≥ 2
+                // per thread... at least one row per thread) split by batch rows.
+                let mut options = vec![(1, false), (self.threads, false)];
+                if b >= self.threads && matches!(self.layers[l].dirs[d].cell, Cell::Lstm { .. }) {
+                    options.push((self.threads, true));
+                }
                 let mut times = vec![Vec::new(); options.len()];
                 for rep in 0..6 {
-                    for (o, &parts) in options.iter().enumerate() {
+                    for (o, &(parts, by_batch)) in options.iter().enumerate() {
                         self.layers[l].dirs[d].parts = parts;
+                        self.layers[l].dirs[d].by_batch = by_batch;
                         let start = Instant::now();
                         run_direction(
                             &self.layers[l].dirs[d],
@@ -445,11 +476,14 @@ impl StackPlan {
                         }
                     }
                 }
-                let mut best = (f64::INFINITY, 1);
+                let mut best = (f64::INFINITY, options[0]);
                 for (o, mut v) in times.into_iter().enumerate() {
                     v.sort_by(f64::total_cmp);
                     if std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some() {
-                        eprintln!("tune layer {l} dir {d} parts {}: {v:?}", options[o]);
+                        eprintln!(
+                            "tune layer {l} dir {d} (parts, by batch) {:?}: {v:?}",
+                            options[o]
+                        );
                     }
                     // The median: the minimum of five let one lucky run decide.
                     let typical = v[v.len() / 2];
@@ -457,7 +491,10 @@ impl StackPlan {
                         best = (typical, options[o]);
                     }
                 }
-                self.layers[l].dirs[d].parts = best.1;
+                (
+                    self.layers[l].dirs[d].parts,
+                    self.layers[l].dirs[d].by_batch,
+                ) = best.1;
             }
         }
     }
@@ -496,12 +533,23 @@ fn run_direction(
     };
     let gates = s.gates;
     gates.resize(t * b * g, 0.0);
-    for row in gates.chunks_exact_mut(g) {
-        row.copy_from_slice(bias);
-    }
     let pieces = w_in.balanced_pieces(threads, unit_align(w_in.row_align()));
+    let per_gate = g / 4;
     let gp = SharedMut(gates.as_mut_ptr());
     s.team.run(pieces.len(), &|p, _| {
+        // Each part starts its own columns from the bias (a serial fill of the T·B x G buffer
+        // was ~5% of a batch-16 run at H = 200), then adds the product.
+        for (k, rows) in &pieces[p] {
+            let cols = k * per_gate + rows.start..k * per_gate + rows.end;
+            for tb in 0..t * b {
+                // SAFETY: these columns of every row belong to part p only; the buffer holds
+                // T·B rows of G.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(gp.get().add(tb * g + cols.start), cols.len())
+                };
+                dst.copy_from_slice(&bias[cols.clone()]);
+            }
+        }
         // SAFETY: part p writes the rows of its pieces of each gate block, disjoint across
         // parts; `gates` holds T·B rows of G and outlives the join.
         unsafe { w_in.acc_pieces(x, input, t * b, gp.get(), g, &pieces[p]) };
@@ -548,6 +596,23 @@ fn step_loop(
     pre: &mut Vec<f32>,
     team: &Team,
 ) {
+    if let (Cell::Lstm { w_hh, .. }, true, true) = (&dir.cell, dir.by_batch, dir.parts > 1) {
+        return step_loop_by_batch(
+            dir.reverse,
+            w_hh,
+            dir.parts,
+            h,
+            t,
+            b,
+            gates,
+            out,
+            col0,
+            ldo,
+            h0,
+            c,
+            team,
+        );
+    }
     let step_align = match &dir.cell {
         Cell::Lstm { w_hh, .. } => w_hh.row_align(),
         Cell::Hlstm { w2, .. } => w2.row_align(),
@@ -666,6 +731,79 @@ fn step_loop(
                 }
             }
             barrier.wait();
+        }
+    });
+}
+
+/// The LSTM step loop with the batch rows split between threads: each thread runs whole
+/// sequences (its rows of h, c and the gates, every unit, all of W_hh), so the threads never
+/// wait for each other until the end. Each reads all of W_hh per step instead of its share, which
+/// pays when W_hh stays in L2 or the product is compute-bound (batch ≥ 2 per thread); the plan
+/// times it against the unit split.
+#[allow(clippy::too_many_arguments)]
+fn step_loop_by_batch(
+    reverse: bool,
+    w_hh: &GateMatrix,
+    parts: usize,
+    h: usize,
+    t: usize,
+    b: usize,
+    gates: &mut [f32],
+    out: &mut [f32],
+    col0: usize,
+    ldo: usize,
+    h0: &[f32],
+    c: &mut [f32],
+    team: &Team,
+) {
+    let rows = split_units(b, parts, 1);
+    let g = gates.len() / (t * b);
+    let (gp, op, cp) = (
+        SharedMut(gates.as_mut_ptr()),
+        SharedMut(out.as_mut_ptr()),
+        SharedMut(c.as_mut_ptr()),
+    );
+    let out_len = out.len();
+    team.run(rows.len(), &|p, _| {
+        let br = rows[p].clone();
+        let nb = br.len();
+        if nb == 0 {
+            return;
+        }
+        for s in 0..t {
+            let tt = if reverse { t - 1 - s } else { s };
+            // h_{t-1} of this part's batch rows: the state, or the rows it wrote last step.
+            let (hp, ldh): (&[f32], usize) = if s == 0 {
+                (&h0[br.start * h..br.end * h], h)
+            } else {
+                let pt = if reverse { tt + 1 } else { tt - 1 };
+                let start = (pt * b + br.start) * ldo + col0;
+                let len = (nb - 1) * ldo + h;
+                debug_assert!(start + len <= out_len);
+                // SAFETY: these rows of `out` were written by this thread in the last step;
+                // other parts touch other batch rows only.
+                (
+                    unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
+                    ldo,
+                )
+            };
+            let g_t = (tt * b + br.start) * g;
+            let h_out = (tt * b + br.start) * ldo + col0;
+            // SAFETY: part p touches only its batch rows of the gates, c and h_t; all buffers
+            // outlive the team.
+            unsafe {
+                w_hh.acc_units(hp, ldh, nb, gp.get().add(g_t), g, 0..h);
+                lstm_epilogue(
+                    gp.get().add(g_t),
+                    g,
+                    h,
+                    nb,
+                    0..h,
+                    cp.get().add(br.start * h),
+                    op.get().add(h_out),
+                    ldo,
+                );
+            }
         }
     });
 }

@@ -32,8 +32,8 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
         / scale
 }
 
-/// Every packed format and dtype, at 1 and 2 threads, for batch `b` and `t` steps, with the
-/// tolerance of each.
+/// Every packed format and dtype, at 1 and 2 threads (measured, and with the step loop split by
+/// units and by batch rows), for batch `b` and `t` steps, with the tolerance of each.
 fn configs(b: usize, t: usize) -> Vec<(PlanOptions, f32)> {
     let f = |s: &str| s.parse::<FormatChoice>().unwrap();
     let formats = [
@@ -56,8 +56,22 @@ fn configs(b: usize, t: usize) -> Vec<(PlanOptions, f32)> {
                 batch: b,
                 seq: t,
                 step_threads: None,
+                split_batch: false,
             };
-            out.push((opts, tol));
+            out.push((opts.clone(), tol));
+            if threads > 1 {
+                // Both ways of splitting the step loop, whatever the measurement would pick.
+                for split_batch in [false, true] {
+                    out.push((
+                        PlanOptions {
+                            step_threads: Some(threads),
+                            split_batch,
+                            ..opts.clone()
+                        },
+                        tol,
+                    ));
+                }
+            }
         }
     }
     out

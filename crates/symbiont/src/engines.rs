@@ -78,6 +78,7 @@ impl Engine for CpuEngine {
             batch: p.batch,
             seq: p.seq,
             step_threads: None,
+            split_batch: false,
         };
         let plan = pool
             .install(|| ModelPlan::new(&weights, &opts))

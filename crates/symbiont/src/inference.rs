@@ -73,6 +73,7 @@ pub fn infer(args: InferArgs, threads: Option<usize>) -> Result<u8> {
         batch: 1,
         seq: t,
         step_threads: None,
+        split_batch: false,
     };
     let mut plan = ModelPlan::new(&weights, &opts)?;
     let steps = if args.all_steps {
@@ -139,9 +140,14 @@ pub struct BenchArgs {
     /// Weight storage of the dense matrices: f32, or bf16 (widened to f32 in the kernel).
     #[arg(long, default_value = "f32")]
     pub dtype: Dtype,
-    /// Threads per recurrent step (default: measured per layer, 1 or all).
+    /// Threads per recurrent step (default: measured per layer, 1 or all, split by units or
+    /// by batch rows).
     #[arg(long)]
     pub step_threads: Option<usize>,
+    /// With --step-threads above 1: what the threads own, hidden units (a barrier per step) or
+    /// batch rows (whole sequences; LSTM layers).
+    #[arg(long, value_enum, default_value = "units")]
+    pub step_split: StepSplitArg,
     /// Untimed runs first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -208,6 +214,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         batch: b,
         seq: t,
         step_threads: args.step_threads,
+        split_batch: args.step_split == StepSplitArg::Batch,
     };
     let build = std::time::Instant::now();
     let mut plan = ModelPlan::new(&weights, &opts)?;
@@ -278,6 +285,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         "bandwidth_floor_ms": floor_ms,
         "floor_share": floor_ms / median,
         "step_threads": plan.stack().step_threads(),
+        "step_split": plan.stack().step_split(),
         "matrices": matrices,
         "decoder_format": plan.decoder_format(),
     });
@@ -326,6 +334,7 @@ pub fn evaluate_with_plan(
         batch,
         seq: bptt,
         step_threads: None,
+        split_batch: false,
     };
     let mut plan = ModelPlan::new(&weights, &opts)?;
     let data = train::ptb::Batched::new(tokens, batch);
@@ -352,4 +361,13 @@ pub fn evaluate_with_plan(
         perplexity: loss.exp(),
         tokens: count,
     })
+}
+
+/// What the threads of a split step loop own (`--step-split`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StepSplitArg {
+    /// Hidden units: every thread runs every sequence, a barrier per step.
+    Units,
+    /// Batch rows: every thread runs its own sequences, no barrier.
+    Batch,
 }
