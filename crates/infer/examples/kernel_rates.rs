@@ -1,5 +1,6 @@
-//! Rates of the packed products at the LSTM shapes, single-threaded: each format at batch 1, 16
-//! and 35 (the hoisted projection of one sequence), and the `gemm` crate for comparison.
+//! Rates of the packed products at the LSTM shapes, single-threaded: each format at batch 1, 2, 4,
+//! 16, 35 (the hoisted projection of one sequence), 140 and 560 (batch 4 and 16 over 35 steps),
+//! and the `gemm` crate for comparison (on one thread too).
 //!
 //! Run: `cargo run --release -p symbiont-infer --example kernel_rates -- H [DENSITY [FORMAT]]`
 
@@ -21,6 +22,11 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // One thread for everything, the `gemm` crate's comparison row included.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("the global pool is not built yet");
     let h: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -57,7 +63,7 @@ fn main() {
         formats.retain(|f| *f == only);
     }
     println!("one gate block {rows}x{cols}, density {density}");
-    for nb in [1usize, 2, 4, 16, 35] {
+    for nb in [1usize, 2, 4, 16, 35, 140, 560] {
         let x: Vec<f32> = (0..nb * cols).map(|i| (i as f32 * 0.1).sin()).collect();
         let mut y = vec![0f32; nb * rows];
         for f in &formats {

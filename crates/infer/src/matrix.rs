@@ -215,12 +215,22 @@ impl GateMatrix {
     }
 }
 
+/// Rows from which f32 products use the row-major layout (and through it the `gemm` crate).
+const CRATE_GEMM_ROWS: usize = 256;
+
 /// The dense layout for a batch width: row-major dot products up to 7 batch rows, 32-row panels
 /// (x broadcast, no reductions; 1.6–2x faster at 16 and 35 rows, docs/inference.md) from 8; for
 /// bf16 plans on CPUs with AMX-BF16, AMX tiles from 8 (2.5–4x the bf16 panels at 16 and 35 rows;
 /// x rounded to bf16 too, docs/inference.md).
+///
+/// f32 products over ≥ 256 rows (the hoisted projection and the decoder of batch-16 runs: 560
+/// rows) stay row-major, where the kernel hands them to the `gemm` crate's packed GEMM. One gate
+/// block, one thread (`kernel_rates -- H`, two runs), 560 rows, row-major vs panels: 88–98 vs
+/// 87–91 GFLOP/s at H = 200, 103–106 vs 84–87 at H = 650, 100–137 vs 93–98 at H = 1500; at 140
+/// rows the panels still win at H = 200 (103 vs 95).
 fn dense_layout(dense: Format, nb: usize) -> Format {
     match (dense, nb >= 8) {
+        (Format::Dense, true) if nb >= CRATE_GEMM_ROWS => Format::Dense,
         (Format::Dense, true) => Format::Panel,
         (Format::Bf16, true) if kernels::packed::amx_available() => Format::Bf16Amx,
         (Format::Bf16, true) => Format::Bf16Panel,
