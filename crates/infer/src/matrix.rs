@@ -138,6 +138,10 @@ impl GateMatrix {
             }
         }
         out.retain(|pieces| !pieces.is_empty());
+        if out.is_empty() {
+            // No rows: one part with nothing to do (a team runs at least one part).
+            out.push(Vec::new());
+        }
         out
     }
 
@@ -336,6 +340,17 @@ mod tests {
                 }
             }
         }
+        // More parts than aligned pieces: fewer lists, none empty.
+        let w = vec![0.5f32; 4 * 8 * 3];
+        let tuning = Tuning {
+            dense: Format::Dense,
+            choice: FormatChoice::Fixed(Format::Dense),
+            nb: 1,
+        };
+        let small = GateMatrix::pack(&w, 8, 3, &tuning).expect("packs");
+        let split = small.balanced_pieces(8, 16);
+        assert_eq!(split.len(), 4);
+        assert!(split.iter().all(|p| p.len() == 1 && p[0].1 == (0..8)));
         // H = 200 on two threads: two whole gates (14 of the 28 panels) each, not 12 and 16.
         let w = vec![0.5f32; 4 * 200 * 3];
         let tuning = Tuning {

@@ -439,8 +439,8 @@ impl StackPlan {
                 // The two options alternate run by run, so that a slow phase of the machine hits
                 // both: timed one after the other, a busy second at batch 16 made the single
                 // thread look faster and the plan ran its steps at half speed.
-                // (threads, by batch rows): serial, split by units, and (LSTM cells, batch ≥ 2
-                // per thread... at least one row per thread) split by batch rows.
+                // (threads, by batch rows): serial, split by units, and (LSTM cells, at least
+                // one batch row per thread) split by batch rows.
                 let mut options = vec![(1, false), (self.threads, false)];
                 if b >= self.threads && matches!(self.layers[l].dirs[d].cell, Cell::Lstm { .. }) {
                     options.push((self.threads, true));
@@ -738,8 +738,8 @@ fn step_loop(
 /// The LSTM step loop with the batch rows split between threads: each thread runs whole
 /// sequences (its rows of h, c and the gates, every unit, all of W_hh), so the threads never
 /// wait for each other until the end. Each reads all of W_hh per step instead of its share, which
-/// pays when W_hh stays in L2 or the product is compute-bound (batch ≥ 2 per thread); the plan
-/// times it against the unit split.
+/// pays when W_hh stays in L2 or the product is compute-bound (several batch rows per thread);
+/// the plan times it against the unit split.
 #[allow(clippy::too_many_arguments)]
 fn step_loop_by_batch(
     reverse: bool,

@@ -6,7 +6,10 @@
 use crate::Real;
 use rayon::prelude::*;
 
-const CHUNK: usize = 1 << 16;
+/// Elements per partial sum (the chunk grid `support::Support::sum_squares` follows too).
+pub(crate) const CHUNK: usize = 1 << 16;
+/// f64 accumulators of the serial sum of squares.
+pub(crate) const LANES: usize = 8;
 
 /// Sum of squares in f64, deterministic for a given input.
 pub fn sum_squares<F: Real>(x: &[F]) -> f64 {
@@ -17,7 +20,6 @@ pub fn sum_squares<F: Real>(x: &[F]) -> f64 {
 /// Eight independent f64 accumulators: a single running sum is a serial dependency that keeps
 /// the loop scalar (4x slower on a 4.6M-parameter gradient, every step).
 pub(crate) fn sum_squares_serial<F: Real>(x: &[F]) -> f64 {
-    const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail: f64 = chunks

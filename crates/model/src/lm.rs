@@ -690,6 +690,14 @@ mod tests {
                 dropout: 0.3,
                 ..LmConfig::lstm(11, 5, 1)
             },
+            // (No input dropout here: with 3 embedding dims a token seen once can lose all of
+            // them, and its row then rightly gets no gradient.)
+            LmConfig {
+                embedding: 3,
+                gate_hidden: 3,
+                gate_dropout: 0.25,
+                ..LmConfig::lstm(11, 4, 2)
+            },
         ] {
             let mut model = LanguageModel::<f32>::new(config.clone()).expect("valid config");
             model.init_uniform(0.5, 3);

@@ -144,10 +144,10 @@ pub struct BenchArgs {
     /// by batch rows).
     #[arg(long)]
     pub step_threads: Option<usize>,
-    /// With --step-threads above 1: what the threads own, hidden units (a barrier per step) or
-    /// batch rows (whole sequences; LSTM layers).
-    #[arg(long, value_enum, default_value = "units")]
-    pub step_split: StepSplitArg,
+    /// With --step-threads above 1: what the threads own, hidden units (a barrier per step; the
+    /// default) or batch rows (whole sequences; LSTM layers).
+    #[arg(long, value_enum, requires = "step_threads")]
+    pub step_split: Option<StepSplitArg>,
     /// Untimed runs first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -214,7 +214,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         batch: b,
         seq: t,
         step_threads: args.step_threads,
-        split_batch: args.step_split == StepSplitArg::Batch,
+        split_batch: args.step_split == Some(StepSplitArg::Batch),
     };
     let build = std::time::Instant::now();
     let mut plan = ModelPlan::new(&weights, &opts)?;

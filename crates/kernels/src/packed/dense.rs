@@ -215,7 +215,8 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// Rows in blocks of `R`, then single rows; batch rows in blocks of `NB`, then singles.
+    /// Rows in blocks of `R`, then the rest as one shorter block; batch rows in blocks of `NB`,
+    /// then singles.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn sweep<T: Load, const R: usize, const NB: usize>(
