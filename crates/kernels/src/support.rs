@@ -164,13 +164,16 @@ fn chunk_sum_squares<F: Real>(chunk: &[F], c0: usize, pieces: &[Range<usize>]) -
             acc[i % LANES] += v * v;
             i += 1;
         }
-        while i + LANES <= hi {
-            for (a, v) in acc.iter_mut().zip(&chunk[i..i + LANES]) {
+        // The dense loop's shape (`chunks_exact` + `zip`), which the compiler vectorizes; an
+        // indexed `while` over groups here stayed scalar and cost ~3% of a PTB-medium step.
+        let groups = (hi.saturating_sub(i)) / LANES * LANES;
+        for c in chunk[i..i + groups].chunks_exact(LANES) {
+            for (a, v) in acc.iter_mut().zip(c) {
                 let v = v.to_f64();
                 *a += v * v;
             }
-            i += LANES;
         }
+        i += groups;
         while i < hi {
             let v = chunk[i].to_f64();
             acc[i % LANES] += v * v;
