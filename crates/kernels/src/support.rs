@@ -104,6 +104,24 @@ impl Support {
             .for_each(|(xs, r)| f(xs, &y[r.clone()]));
     }
 
+    /// The first index outside the support where `x` is not zero, if any (a check for code that
+    /// promises to write only inside it).
+    pub fn first_nonzero_outside<F: Real>(&self, x: &[F]) -> Option<usize> {
+        assert_eq!(x.len(), self.len, "Support: buffer length");
+        let mut start = 0;
+        for r in self
+            .ranges
+            .iter()
+            .chain(std::iter::once(&(self.len..self.len)))
+        {
+            if let Some(i) = x[start..r.start].iter().position(|&v| v != F::ZERO) {
+                return Some(start + i);
+            }
+            start = r.end;
+        }
+        None
+    }
+
     /// Sets the support's values of `x` to `v` (outside it, `x` is left as is).
     pub fn fill<F: Real>(&self, x: &mut [F], v: F) {
         assert_eq!(x.len(), self.len, "Support: buffer length");
@@ -235,6 +253,13 @@ mod tests {
             let sparse = support.sum_squares(&x);
             prop_assert_eq!(dense.to_bits(), sparse.to_bits(), "{} vs {}", dense, sparse);
 
+            prop_assert_eq!(support.first_nonzero_outside(&x), None);
+            let mut w = x.clone();
+            if let Some(i) = (0..len).rev().find(|&i| !inside(i)) {
+                w[i] = 1.0;
+                // x is zero outside the support, so the one value set there is the first.
+                prop_assert_eq!(support.first_nonzero_outside(&w), Some(i));
+            }
             let mut y = vec![1.0f32; len];
             support.fill(&mut y, 0.0);
             for (i, &v) in y.iter().enumerate() {

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_symbiont"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_symbiont"));
+    // Every training run here checks, after each hook call, that the gradient is zero outside
+    // the batch's support (the sparse zeroing and update rely on it).
+    cmd.env("SYMBIONT_CHECK_GRADIENT_SUPPORT", "1");
+    cmd
 }
 
 fn repo_root() -> PathBuf {

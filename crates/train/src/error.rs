@@ -30,6 +30,10 @@ pub enum TrainError {
     /// The loss or gradient norm stopped being finite.
     #[error("{0}")]
     NonFinite(String),
+    /// A training hook (or the model's gradient support) broke its contract: a programming
+    /// error, found by the check the CLI tests turn on.
+    #[error("{0}")]
+    Hook(String),
     #[error(transparent)]
     Model(#[from] model::ModelError),
     #[error("{path}: {source}")]

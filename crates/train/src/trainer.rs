@@ -178,6 +178,9 @@ pub fn train(
     let mut grads = vec![0.0f32; ckpt.model.num_params()];
     // Where `grads` may be non-zero: the gradient support of the last step.
     let mut written = Support::empty(grads.len());
+    // Checked by the CLI tests (every training run there, hooks included): the hook left the
+    // gradient zero outside the support, which the zeroing and the update rely on.
+    let check_support = std::env::var_os("SYMBIONT_CHECK_GRADIENT_SUPPORT").is_some();
     metrics.write(json!({
         "kind": "start", "step": ckpt.trainer.step, "epoch": ckpt.trainer.epoch + 1,
         "batch": ckpt.trainer.batch, "params": ckpt.model.num_params(),
@@ -229,6 +232,16 @@ pub fn train(
                 batches_per_epoch: batches,
             };
             hook.after_backward(&info, &mut grads);
+            if check_support {
+                if let Some(i) = support.first_nonzero_outside(&grads) {
+                    return Err(TrainError::Hook(format!(
+                        "step {}: gradient {i} is non-zero outside the batch's gradient support \
+                         after the after_backward hook (a hook may only scale or zero gradients, \
+                         and LanguageModel::gradient_support must cover what backward writes)",
+                        info.step
+                    )));
+                }
+            }
             let norm = grad_norm_on(&grads, &support);
             if !norm.is_finite() {
                 return Err(non_finite("gradient norm", ckpt, opts));
