@@ -181,28 +181,9 @@ impl ModelPlan {
                 let pieces = m.balanced_pieces(self.threads, unit_align(m.row_align()));
                 let lp = SharedMut(self.logits.as_mut_ptr());
                 team.run(pieces.len(), &|p, _| {
-                    // Each part starts its own columns from the bias (0 in the padding): the
-                    // serial fill of the nb x V buffer was a tenth of the decoder's time at
-                    // H = 200.
-                    for (k, rows) in &pieces[p] {
-                        let cols = k * m.rows + rows.start..k * m.rows + rows.end;
-                        for r in 0..nb {
-                            // SAFETY: these columns of every row belong to part p only; the
-                            // buffer holds nb rows of `padded`.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    lp.get().add(r * padded + cols.start),
-                                    cols.len(),
-                                )
-                            };
-                            let real = cols.start.min(v)..cols.end.min(v);
-                            let (head, pad) = dst.split_at_mut(real.len());
-                            head.copy_from_slice(&bias[real]);
-                            pad.fill(0.0);
-                        }
-                    }
-                    // SAFETY: part p writes the rows of its pieces of each block only.
-                    unsafe { m.acc_pieces(top, h, nb, lp.get(), padded, &pieces[p]) };
+                    // SAFETY: part p writes the columns of its pieces of each block only; the
+                    // buffer holds nb rows of `padded`.
+                    unsafe { m.set_pieces(bias, top, h, nb, lp.get(), padded, &pieces[p]) };
                 });
                 if padded != v {
                     // Drop the padding rows: compact (nb, padded) to (nb, v) in place.

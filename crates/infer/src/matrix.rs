@@ -145,12 +145,19 @@ impl GateMatrix {
         out
     }
 
-    /// `acc_units` over `(gate, rows)` pieces (see `balanced_pieces`).
+    /// `y[b * ldy + c] = bias[c] + W_k[r, :] · x[b * ldx ..]` for the rows of `(gate, rows)`
+    /// pieces (see `balanced_pieces`), column c = k · rows + r, `b < nb`; columns past
+    /// `bias.len()` (padding) start from 0. Each thread starts its own columns from the bias
+    /// instead of a serial fill of the whole buffer first: whole LM, H = 200, V = 10 000, batch 1,
+    /// 4 alternations of `symbiont bench --layers 2 --hidden 200 --vocab 10000 --batch 1 --seq 35
+    /// --threads 2 --step-threads 2`: 1.76–2.17 ms with the serial fill, 1.76–2.01 ms without.
     ///
     /// # Safety
-    /// As `acc_units`, for the rows of the pieces.
-    pub unsafe fn acc_pieces(
+    /// As `acc_units`, for the columns of the pieces.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn set_pieces(
         &self,
+        bias: &[f32],
         x: &[f32],
         ldx: usize,
         nb: usize,
@@ -159,6 +166,17 @@ impl GateMatrix {
         pieces: &[(usize, Range<usize>)],
     ) {
         for (k, rows) in pieces {
+            let cols = k * self.rows + rows.start..k * self.rows + rows.end;
+            let real = cols.start.min(bias.len())..cols.end.min(bias.len());
+            for row in 0..nb {
+                // SAFETY: forwarded; these columns of every row are the caller's to write.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(y.add(row * ldy + cols.start), cols.len())
+                };
+                let (head, pad) = dst.split_at_mut(real.len());
+                head.copy_from_slice(&bias[real.clone()]);
+                pad.fill(0.0);
+            }
             // SAFETY: forwarded; gate k's rows sit at offset k * rows of each y row.
             unsafe { self.gates[*k].acc_raw(x, ldx, nb, y.add(k * self.rows), ldy, rows.clone()) };
         }

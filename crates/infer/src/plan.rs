@@ -534,25 +534,11 @@ fn run_direction(
     let gates = s.gates;
     gates.resize(t * b * g, 0.0);
     let pieces = w_in.balanced_pieces(threads, unit_align(w_in.row_align()));
-    let per_gate = g / 4;
     let gp = SharedMut(gates.as_mut_ptr());
     s.team.run(pieces.len(), &|p, _| {
-        // Each part starts its own columns from the bias (a serial fill of the T·B x G buffer
-        // was ~5% of a batch-16 run at H = 200), then adds the product.
-        for (k, rows) in &pieces[p] {
-            let cols = k * per_gate + rows.start..k * per_gate + rows.end;
-            for tb in 0..t * b {
-                // SAFETY: these columns of every row belong to part p only; the buffer holds
-                // T·B rows of G.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(gp.get().add(tb * g + cols.start), cols.len())
-                };
-                dst.copy_from_slice(&bias[cols.clone()]);
-            }
-        }
-        // SAFETY: part p writes the rows of its pieces of each gate block, disjoint across
+        // SAFETY: part p writes the columns of its pieces of each gate block, disjoint across
         // parts; `gates` holds T·B rows of G and outlives the join.
-        unsafe { w_in.acc_pieces(x, input, t * b, gp.get(), g, &pieces[p]) };
+        unsafe { w_in.set_pieces(bias, x, input, t * b, gp.get(), g, &pieces[p]) };
     });
 
     match state {
@@ -578,6 +564,48 @@ fn run_direction(
                 dir, h, t, b, gates, out, col0, ldo, s.zero_h, s.c, s.pre, s.team,
             );
         }
+    }
+}
+
+/// Where a direction's outputs h_t sit in the layer output (T, B, ldo): columns
+/// `col0 .. col0 + h` of each row.
+#[derive(Clone, Copy)]
+struct OutLayout {
+    out: SharedMut,
+    len: usize,
+    b: usize,
+    h: usize,
+    ldo: usize,
+    col0: usize,
+}
+
+impl OutLayout {
+    /// h_{t-1} for batch rows `rows` at loop step `s` (time `tt`), with its row stride: those
+    /// rows of the initial state `h0` (B, h) on the first step, else of the previous step's
+    /// output.
+    ///
+    /// # Safety
+    /// The previous step's rows must be complete and not written while the slice is used.
+    unsafe fn prev_h<'a>(
+        &self,
+        h0: &'a [f32],
+        s: usize,
+        tt: usize,
+        reverse: bool,
+        rows: Range<usize>,
+    ) -> (&'a [f32], usize) {
+        if s == 0 {
+            return (&h0[rows.start * self.h..rows.end * self.h], self.h);
+        }
+        let pt = if reverse { tt + 1 } else { tt - 1 };
+        let start = (pt * self.b + rows.start) * self.ldo + self.col0;
+        let len = (rows.len() - 1) * self.ldo + self.h;
+        debug_assert!(start + len <= self.len);
+        // SAFETY: inside the output buffer (checked above in debug builds); forwarded contract.
+        (
+            unsafe { std::slice::from_raw_parts(self.out.get().add(start), len) },
+            self.ldo,
+        )
     }
 }
 
@@ -624,7 +652,14 @@ fn step_loop(
         SharedMut(out.as_mut_ptr()),
         SharedMut(c.as_mut_ptr()),
     );
-    let out_len = out.len();
+    let layout = OutLayout {
+        out: op,
+        len: out.len(),
+        b,
+        h,
+        ldo,
+        col0,
+    };
     if let Cell::Hlstm { .. } = dir.cell {
         pre.resize(b * 4 * h, 0.0);
     }
@@ -645,21 +680,9 @@ fn step_loop(
         let r = units.get(p).cloned().unwrap_or(0..0);
         for s in 0..t {
             let tt = if dir.reverse { t - 1 - s } else { s };
-            // h_{t-1}: the state for the first step, else the previous step's output row.
-            let (hp, ldh): (&[f32], usize) = if s == 0 {
-                (h0, h)
-            } else {
-                let pt = if dir.reverse { tt + 1 } else { tt - 1 };
-                let start = pt * b * ldo + col0;
-                let len = (b - 1) * ldo + h;
-                debug_assert!(start + len <= out_len);
-                // SAFETY: row `pt` of `out` was completed before the last barrier and no part
-                // writes it during this step (they write row `tt`).
-                (
-                    unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
-                    ldo,
-                )
-            };
+            // SAFETY: row `tt ∓ 1` of `out` was completed before the last barrier and no part
+            // writes it during this step (they write row `tt`).
+            let (hp, ldh) = unsafe { layout.prev_h(h0, s, tt, dir.reverse, 0..b) };
             let g_t = tt * b * g;
             let h_out = tt * b * ldo + col0;
             match &dir.cell {
@@ -763,7 +786,14 @@ fn step_loop_by_batch(
         SharedMut(out.as_mut_ptr()),
         SharedMut(c.as_mut_ptr()),
     );
-    let out_len = out.len();
+    let layout = OutLayout {
+        out: op,
+        len: out.len(),
+        b,
+        h,
+        ldo,
+        col0,
+    };
     team.run(rows.len(), &|p, _| {
         let br = rows[p].clone();
         let nb = br.len();
@@ -772,21 +802,9 @@ fn step_loop_by_batch(
         }
         for s in 0..t {
             let tt = if reverse { t - 1 - s } else { s };
-            // h_{t-1} of this part's batch rows: the state, or the rows it wrote last step.
-            let (hp, ldh): (&[f32], usize) = if s == 0 {
-                (&h0[br.start * h..br.end * h], h)
-            } else {
-                let pt = if reverse { tt + 1 } else { tt - 1 };
-                let start = (pt * b + br.start) * ldo + col0;
-                let len = (nb - 1) * ldo + h;
-                debug_assert!(start + len <= out_len);
-                // SAFETY: these rows of `out` were written by this thread in the last step;
-                // other parts touch other batch rows only.
-                (
-                    unsafe { std::slice::from_raw_parts(op.get().add(start), len) },
-                    ldo,
-                )
-            };
+            // SAFETY: these rows of `out` were written by this thread in the last step; other
+            // parts touch other batch rows only.
+            let (hp, ldh) = unsafe { layout.prev_h(h0, s, tt, reverse, br.clone()) };
             let g_t = (tt * b + br.start) * g;
             let h_out = (tt * b + br.start) * ldo + col0;
             // SAFETY: part p touches only its batch rows of the gates, c and h_t; all buffers
@@ -878,8 +896,11 @@ fn epilogue_row(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h
     epilogue_body(gi, gf, gg, go, c, h);
 }
 
-/// The same loop compiled for 16-lane vectors: at H = 200 the epilogue was 8% of a thread's
-/// time in 8-lane (AVX2) form.
+/// The same loop compiled for 16-lane vectors: at H = 200 the epilogue was ~8% of a thread's
+/// samples in 8-lane (AVX2) form (`perf record symbiont bench --layers 2 --hidden 200 --batch 1
+/// --seq 35 --threads 2 --json`, then `perf report --no-children --sort pid,sym`; 2.1–2.8% of all
+/// samples per thread against ~32% for the thread's whole run). An end-to-end A/B was within
+/// this VM's noise.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn epilogue_row_avx512(

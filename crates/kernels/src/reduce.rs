@@ -20,19 +20,40 @@ pub fn sum_squares<F: Real>(x: &[F]) -> f64 {
 /// Eight independent f64 accumulators: a single running sum is a serial dependency that keeps
 /// the loop scalar (4x slower on a 4.6M-parameter gradient, every step).
 pub(crate) fn sum_squares_serial<F: Real>(x: &[F]) -> f64 {
+    sum_squares_pieces(x, std::iter::once(0..x.len()))
+}
+
+/// [`sum_squares_serial`] of `chunk` visiting only `pieces` (sorted, disjoint, relative to the
+/// chunk) in its main part: every element keeps its f64 lane and its place in that lane's order,
+/// so when the chunk is zero outside the pieces the result is bit for bit the whole chunk's
+/// (each skipped zero would add an exact +0). The last `len % LANES` elements are summed from the
+/// chunk itself. `support::Support::sum_squares` relies on this.
+pub(crate) fn sum_squares_pieces<F: Real>(
+    chunk: &[F],
+    pieces: impl Iterator<Item = std::ops::Range<usize>>,
+) -> f64 {
+    let main = chunk.len() / LANES * LANES;
     let mut acc = [0.0f64; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f64 = chunks
-        .remainder()
-        .iter()
-        .map(|v| v.to_f64() * v.to_f64())
-        .sum();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            let v = v.to_f64();
-            *a += v * v;
+    let add = |acc: &mut [f64; LANES], i: usize| {
+        let v = chunk[i].to_f64();
+        acc[i % LANES] += v * v;
+    };
+    for r in pieces {
+        let (lo, hi) = (r.start, r.end.min(main));
+        // Up to the next lane-0 element one at a time, whole groups of LANES (the shape the
+        // compiler vectorizes), then the rest one at a time.
+        let first_group = lo.next_multiple_of(LANES).min(hi);
+        (lo..first_group).for_each(|i| add(&mut acc, i));
+        let groups = (hi - first_group) / LANES * LANES;
+        for c in chunk[first_group..first_group + groups].chunks_exact(LANES) {
+            for (a, v) in acc.iter_mut().zip(c) {
+                let v = v.to_f64();
+                *a += v * v;
+            }
         }
+        (first_group + groups..hi).for_each(|i| add(&mut acc, i));
     }
+    let tail: f64 = chunk[main..].iter().map(|v| v.to_f64() * v.to_f64()).sum();
     acc.iter().sum::<f64>() + tail
 }
 

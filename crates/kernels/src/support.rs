@@ -6,7 +6,7 @@
 //! a plain SGD update then only need to visit those rows instead of three dense passes over the
 //! whole buffer every step.
 
-use crate::reduce::{CHUNK, LANES};
+use crate::reduce::{sum_squares_pieces, CHUNK};
 use crate::Real;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -154,7 +154,8 @@ impl Support {
             .par_iter()
             .map(|(c, pieces)| {
                 let c0 = c * CHUNK;
-                chunk_sum_squares(&x[c0..(c0 + CHUNK).min(x.len())], c0, pieces)
+                let shifted = pieces.iter().map(|r| r.start - c0..r.end - c0);
+                sum_squares_pieces(&x[c0..(c0 + CHUNK).min(x.len())], shifted)
             })
             .collect();
         let sum: f64 = partials.iter().sum();
@@ -166,40 +167,6 @@ impl Support {
             sum + 0.0
         }
     }
-}
-
-/// `reduce::sum_squares_serial(chunk)` visiting only `pieces` (absolute indices; the chunk
-/// starts at `c0`) in its main part; its last `len % LANES` elements are summed as it sums them.
-fn chunk_sum_squares<F: Real>(chunk: &[F], c0: usize, pieces: &[Range<usize>]) -> f64 {
-    let main = chunk.len() / LANES * LANES;
-    let mut acc = [0.0f64; LANES];
-    for r in pieces {
-        let (lo, hi) = (r.start - c0, (r.end - c0).min(main));
-        let mut i = lo;
-        // Up to the next lane-0 element one at a time, then whole groups of LANES.
-        while i < hi && i % LANES != 0 {
-            let v = chunk[i].to_f64();
-            acc[i % LANES] += v * v;
-            i += 1;
-        }
-        // The dense loop's shape (`chunks_exact` + `zip`), which the compiler vectorizes; an
-        // indexed `while` over groups here stayed scalar and cost ~3% of a PTB-medium step.
-        let groups = (hi.saturating_sub(i)) / LANES * LANES;
-        for c in chunk[i..i + groups].chunks_exact(LANES) {
-            for (a, v) in acc.iter_mut().zip(c) {
-                let v = v.to_f64();
-                *a += v * v;
-            }
-        }
-        i += groups;
-        while i < hi {
-            let v = chunk[i].to_f64();
-            acc[i % LANES] += v * v;
-            i += 1;
-        }
-    }
-    let tail: f64 = chunk[main..].iter().map(|v| v.to_f64() * v.to_f64()).sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 /// Mutable views of the sorted, disjoint `pieces` of `x`.
