@@ -229,79 +229,55 @@ pub(crate) mod avx512 {
         ldy: usize,
         rows: Range<usize>,
     ) {
-        let wp = w.as_ptr();
-        let xp = x.as_ptr();
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
         let mut r = rows.start;
         // SAFETY (whole body): forwarded contract of `dense_acc`.
         unsafe {
             while r + R <= rows.end {
-                let mut b = 0;
-                while b + NB <= nb {
-                    block::<T, R, NB>(
-                        wp.add(r * k),
-                        k,
-                        xp.add(b * ldx),
-                        ldx,
-                        y.add(b * ldy + r),
-                        ldy,
-                    );
-                    b += NB;
-                }
-                while b < nb {
-                    block::<T, R, 1>(
-                        wp.add(r * k),
-                        k,
-                        xp.add(b * ldx),
-                        ldx,
-                        y.add(b * ldy + r),
-                        ldy,
-                    );
-                    b += 1;
-                }
+                row_block::<T, R, NB>(wp.add(r * k), k, xp, ldx, nb, y.add(r), ldy);
                 r += R;
             }
             // The last rows.end - r < R rows as one block of that height: a block's time is set
             // by its FMA dependency chains, not its height, so single rows (the earlier tail)
             // cost as much each as a full block (at H = 650 the thread with 330 units spent
             // 43 block-times per gate against 40 for the one with 320, and the other waited).
-            let tail = rows.end - r;
-            macro_rules! tail_block {
-                ($rt:literal) => {{
-                    let mut b = 0;
-                    while b + NB <= nb {
-                        block::<T, $rt, NB>(
-                            wp.add(r * k),
-                            k,
-                            xp.add(b * ldx),
-                            ldx,
-                            y.add(b * ldy + r),
-                            ldy,
-                        );
-                        b += NB;
-                    }
-                    while b < nb {
-                        block::<T, $rt, 1>(
-                            wp.add(r * k),
-                            k,
-                            xp.add(b * ldx),
-                            ldx,
-                            y.add(b * ldy + r),
-                            ldy,
-                        );
-                        b += 1;
-                    }
-                }};
-            }
-            match tail {
+            let (w, y) = (wp.add(r * k), y.add(r));
+            match rows.end - r {
                 0 => {}
-                1 => tail_block!(1),
-                2 => tail_block!(2),
-                3 => tail_block!(3),
-                4 => tail_block!(4),
-                5 => tail_block!(5),
-                6 => tail_block!(6),
-                7 => tail_block!(7),
+                1 => row_block::<T, 1, NB>(w, k, xp, ldx, nb, y, ldy),
+                2 => row_block::<T, 2, NB>(w, k, xp, ldx, nb, y, ldy),
+                3 => row_block::<T, 3, NB>(w, k, xp, ldx, nb, y, ldy),
+                4 => row_block::<T, 4, NB>(w, k, xp, ldx, nb, y, ldy),
+                5 => row_block::<T, 5, NB>(w, k, xp, ldx, nb, y, ldy),
+                6 => row_block::<T, 6, NB>(w, k, xp, ldx, nb, y, ldy),
+                7 => row_block::<T, 7, NB>(w, k, xp, ldx, nb, y, ldy),
                 _ => unreachable!("the tail is shorter than a block of R ≤ 8 rows"),
+            }
+        }
+    }
+
+    /// `R` weight rows against every batch row: blocks of `NB` batch rows, then singles.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row_block<T: Load, const R: usize, const NB: usize>(
+        w: *const T,
+        k: usize,
+        x: *const f32,
+        ldx: usize,
+        nb: usize,
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        // SAFETY (whole body): forwarded contract of `dense_acc` for these rows.
+        unsafe {
+            let mut b = 0;
+            while b + NB <= nb {
+                block::<T, R, NB>(w, k, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+                b += NB;
+            }
+            while b < nb {
+                block::<T, R, 1>(w, k, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+                b += 1;
             }
         }
     }
