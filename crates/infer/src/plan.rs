@@ -425,6 +425,8 @@ impl StackPlan {
         // enough to keep plan building cheap; the median of five runs each way, alternating.
         let t = 12;
         let rng = CounterRng::new(5);
+        // Print every option's timings (to see why a plan chose what it did).
+        let debug = std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some();
         for l in 0..self.layers.len() {
             let (input, hidden, out_w) = (
                 self.layers[l].input,
@@ -479,7 +481,7 @@ impl StackPlan {
                 let mut best = (f64::INFINITY, options[0]);
                 for (o, mut v) in times.into_iter().enumerate() {
                     v.sort_by(f64::total_cmp);
-                    if std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some() {
+                    if debug {
                         eprintln!(
                             "tune layer {l} dir {d} (parts, by batch) {:?}: {v:?}",
                             options[o]
