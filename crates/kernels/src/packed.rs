@@ -12,9 +12,33 @@ pub use bsr::{Bsr, BLOCK_SHAPES};
 pub use csr::{Csr, Indices};
 pub use dense::{bf16_to_f32, f32_to_bf16};
 
-use dense::{dense_acc, DenseWeights};
+use aligned_vec::{AVec, ConstAlign};
+use dense::{dense_acc, DenseRows, DenseWeights};
 use std::fmt;
 use std::ops::Range;
+
+/// Alignment of packed weights, bytes: one cache line, so that no 64-byte load straddles two
+/// lines (an unaligned load costs two L1 accesses; from L2 the batch-1 product ran at half
+/// speed, docs/benchmarks.md). Dense rows are padded to a multiple of it as well.
+pub const ALIGN: usize = 64;
+
+/// A cache-line-aligned buffer.
+pub type Lines<T> = AVec<T, ConstAlign<ALIGN>>;
+
+/// Values of `T` per cache line.
+fn per_line<T>() -> usize {
+    ALIGN / std::mem::size_of::<T>()
+}
+
+/// Row-major `[rows, k]` copied into an aligned buffer with rows `ld` apart (`ld` ≥ `k`, the
+/// padding zero).
+fn padded_rows<T: Copy + Default>(w: &[T], rows: usize, k: usize, ld: usize) -> Lines<T> {
+    let mut out = Lines::from_iter(ALIGN, std::iter::repeat_n(T::default(), rows * ld));
+    for r in 0..rows {
+        out[r * ld..r * ld + k].copy_from_slice(&w[r * k..(r + 1) * k]);
+    }
+    out
+}
 
 /// Storage formats a matrix can be packed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,11 +117,18 @@ impl std::str::FromStr for Format {
 
 #[derive(Clone, Debug)]
 enum Storage {
-    Dense(Vec<f32>),
-    Bf16(Vec<u16>),
-    Panel(Vec<f32>),
-    Bf16Panel(Vec<u16>),
-    Bf16Amx(Vec<u16>),
+    /// Rows `ld` apart (a whole number of cache lines).
+    Dense {
+        w: Lines<f32>,
+        ld: usize,
+    },
+    Bf16 {
+        w: Lines<u16>,
+        ld: usize,
+    },
+    Panel(Lines<f32>),
+    Bf16Panel(Lines<u16>),
+    Bf16Amx(Lines<u16>),
     Csr(Csr),
     Bsr(Bsr),
 }
@@ -123,14 +154,34 @@ impl PackedMatrix {
             rows * cols
         );
         let storage = match format {
-            Format::Dense => Storage::Dense(w.to_vec()),
-            Format::Bf16 => Storage::Bf16(w.iter().map(|&v| f32_to_bf16(v)).collect()),
-            Format::Panel => Storage::Panel(dense::pack_panels(w, rows, cols)),
+            Format::Dense => {
+                let ld = cols.next_multiple_of(per_line::<f32>());
+                Storage::Dense {
+                    w: padded_rows(w, rows, cols, ld),
+                    ld,
+                }
+            }
+            Format::Bf16 => {
+                let ld = cols.next_multiple_of(per_line::<u16>());
+                let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
+                Storage::Bf16 {
+                    w: padded_rows(&b, rows, cols, ld),
+                    ld,
+                }
+            }
+            Format::Panel => {
+                Storage::Panel(Lines::from_slice(ALIGN, &dense::pack_panels(w, rows, cols)))
+            }
             Format::Bf16Panel => {
                 let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
-                Storage::Bf16Panel(dense::pack_panels(&b, rows, cols))
+                Storage::Bf16Panel(Lines::from_slice(
+                    ALIGN,
+                    &dense::pack_panels(&b, rows, cols),
+                ))
             }
-            Format::Bf16Amx => Storage::Bf16Amx(amx::pack(w, rows, cols)),
+            Format::Bf16Amx => {
+                Storage::Bf16Amx(Lines::from_slice(ALIGN, &amx::pack(w, rows, cols)))
+            }
             Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
             Format::CsrBf16 => Storage::Csr(Csr::from_dense(w, rows, cols).into_bf16()),
             Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
@@ -152,8 +203,8 @@ impl PackedMatrix {
 
     pub fn format(&self) -> Format {
         match &self.storage {
-            Storage::Dense(_) => Format::Dense,
-            Storage::Bf16(_) => Format::Bf16,
+            Storage::Dense { .. } => Format::Dense,
+            Storage::Bf16 { .. } => Format::Bf16,
             Storage::Panel(_) => Format::Panel,
             Storage::Bf16Panel(_) => Format::Bf16Panel,
             Storage::Bf16Amx(_) => Format::Bf16Amx,
@@ -176,8 +227,9 @@ impl PackedMatrix {
     /// Stored values that are not zero.
     pub fn nnz(&self) -> usize {
         match &self.storage {
-            Storage::Dense(w) => w.iter().filter(|v| **v != 0.0).count(),
-            Storage::Bf16(w) => w.iter().filter(|v| (**v & 0x7fff) != 0).count(),
+            // The row padding is zero.
+            Storage::Dense { w, .. } => w.iter().filter(|v| **v != 0.0).count(),
+            Storage::Bf16 { w, .. } => w.iter().filter(|v| (**v & 0x7fff) != 0).count(),
             Storage::Panel(_) | Storage::Bf16Panel(_) | Storage::Bf16Amx(_) => {
                 self.to_dense().iter().filter(|v| **v != 0.0).count()
             }
@@ -189,8 +241,9 @@ impl PackedMatrix {
     /// Bytes one full product reads from the weights (values, indices, pointers).
     pub fn bytes(&self) -> usize {
         match &self.storage {
-            Storage::Dense(w) => w.len() * 4,
-            Storage::Bf16(w) => w.len() * 2,
+            // The padding shares the rows' last cache lines, so it is read too.
+            Storage::Dense { w, .. } => w.len() * 4,
+            Storage::Bf16 { w, .. } => w.len() * 2,
             Storage::Panel(w) => w.len() * 4,
             Storage::Bf16Panel(w) => w.len() * 2,
             Storage::Bf16Amx(w) => w.len() * 2,
@@ -202,8 +255,14 @@ impl PackedMatrix {
     /// The matrix as row-major f32 (bf16 values widened).
     pub fn to_dense(&self) -> Vec<f32> {
         match &self.storage {
-            Storage::Dense(w) => w.clone(),
-            Storage::Bf16(w) => w.iter().map(|&v| bf16_to_f32(v)).collect(),
+            Storage::Dense { w, ld } => w
+                .chunks((*ld).max(1))
+                .flat_map(|row| row[..self.cols].iter().copied())
+                .collect(),
+            Storage::Bf16 { w, ld } => w
+                .chunks((*ld).max(1))
+                .flat_map(|row| row[..self.cols].iter().map(|&v| bf16_to_f32(v)))
+                .collect(),
             Storage::Panel(_) | Storage::Bf16Panel(_) => {
                 let value = |at: usize| match &self.storage {
                     Storage::Panel(w) => w[at],
@@ -344,8 +403,22 @@ impl PackedMatrix {
         // SAFETY (all arms): bounds checked by the callers; `y` contract forwarded.
         unsafe {
             match &self.storage {
-                Storage::Dense(w) => dense_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows),
-                Storage::Bf16(w) => dense_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows),
+                Storage::Dense { w, ld } => {
+                    let m = DenseRows {
+                        w: DenseWeights::F32(w),
+                        k,
+                        ld: *ld,
+                    };
+                    dense_acc(m, x, ldx, nb, y, ldy, rows)
+                }
+                Storage::Bf16 { w, ld } => {
+                    let m = DenseRows {
+                        w: DenseWeights::Bf16(w),
+                        k,
+                        ld: *ld,
+                    };
+                    dense_acc(m, x, ldx, nb, y, ldy, rows)
+                }
                 Storage::Panel(w) => {
                     dense::panel_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows)
                 }
@@ -483,8 +556,11 @@ mod tests {
         // SAFETY: got has nb * rows elements, exclusively borrowed.
         unsafe {
             dense::dense_acc_portable(
-                DenseWeights::F32(&w),
-                cols,
+                DenseRows {
+                    w: DenseWeights::F32(&w),
+                    k: cols,
+                    ld: cols,
+                },
                 &x,
                 cols,
                 nb,
@@ -556,6 +632,40 @@ mod tests {
         assert_eq!("bsr".parse::<Format>().unwrap(), Format::Bsr(4, 4));
         assert!("bsr3x3".parse::<Format>().unwrap_err().contains("bsr1x8"));
         assert!("coo".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn dense_rows_start_on_cache_lines() {
+        let w = random_matrix(9, 13, 1.0, 5);
+        for format in [
+            Format::Dense,
+            Format::Bf16,
+            Format::Panel,
+            Format::Bf16Panel,
+            Format::Bf16Amx,
+        ] {
+            let m = PackedMatrix::pack(&w, 9, 13, format);
+            let (base, row_bytes) = match &m.storage {
+                Storage::Dense { w, ld } => (w.as_ptr() as usize, ld * 4),
+                Storage::Bf16 { w, ld } => (w.as_ptr() as usize, ld * 2),
+                Storage::Panel(w) => (w.as_ptr() as usize, 13 * 32 * 4),
+                Storage::Bf16Panel(w) | Storage::Bf16Amx(w) => (w.as_ptr() as usize, ALIGN),
+                _ => unreachable!("dense formats only"),
+            };
+            assert_eq!(base % ALIGN, 0, "{format}: buffer not line-aligned");
+            assert_eq!(
+                row_bytes % ALIGN,
+                0,
+                "{format}: rows not a whole number of lines"
+            );
+            let rounded: Vec<f32> = w.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect();
+            let want = if matches!(format, Format::Dense | Format::Panel) {
+                &w
+            } else {
+                &rounded
+            };
+            assert_eq!(&m.to_dense(), want, "{format}: values moved");
+        }
     }
 
     #[test]

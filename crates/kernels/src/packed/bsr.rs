@@ -7,6 +7,7 @@
 //! the faster. The block shapes offered are the ones `symbiont bench` compares (docs/benchmarks.md).
 
 use super::csr::Indices;
+use super::{Lines, ALIGN};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -25,7 +26,8 @@ pub struct Bsr {
     /// First column of each block divided by `bc`.
     pub block_col: Indices,
     /// `br x bc` values per block, row-major inside the block (padding rows/cols are zero).
-    pub vals: Vec<f32>,
+    /// Line-aligned, so a 4 x 4 block is one cache line.
+    pub vals: Lines<f32>,
 }
 
 impl Bsr {
@@ -73,7 +75,7 @@ impl Bsr {
             bc,
             block_ptr,
             block_col,
-            vals,
+            vals: Lines::from_slice(ALIGN, &vals),
         }
     }
 

@@ -18,6 +18,19 @@ pub(crate) enum DenseWeights<'a> {
     Bf16(&'a [u16]),
 }
 
+/// A row-major dense matrix: `k` columns per row, rows `ld ≥ k` values apart.
+///
+/// The packer pads `ld` to a whole number of 64-byte lines and aligns the buffer (see
+/// `packed::ALIGN`): an unaligned 64-byte load spans two cache lines, and from L2 that halves the
+/// batch-1 product's rate (400 x 400 f32 on one core: 14.2 us with 16-byte-aligned rows, 7.5 us
+/// with 64-byte-aligned ones; docs/benchmarks.md).
+#[derive(Clone, Copy)]
+pub(crate) struct DenseRows<'a> {
+    pub w: DenseWeights<'a>,
+    pub k: usize,
+    pub ld: usize,
+}
+
 /// bf16 → f32 (exact: bf16 is the upper half of an f32).
 #[inline(always)]
 pub fn bf16_to_f32(v: u16) -> f32 {
@@ -41,12 +54,10 @@ const WIDE_BATCH: usize = 64;
 ///
 /// # Safety
 /// `y` must be valid for writes at every `b * ldy + r` touched, and no other thread may access
-/// those elements during the call. `w` holds at least `rows.end * k` values and `x` at least
-/// `(nb - 1) * ldx + k` (checked by the caller).
-#[allow(clippy::too_many_arguments)]
+/// those elements during the call. `w` holds at least `(rows.end - 1) * ld + k` values and `x` at
+/// least `(nb - 1) * ldx + k` (checked by the caller).
 pub(crate) unsafe fn dense_acc(
-    w: DenseWeights<'_>,
-    k: usize,
+    m: DenseRows<'_>,
     x: &[f32],
     ldx: usize,
     nb: usize,
@@ -56,10 +67,11 @@ pub(crate) unsafe fn dense_acc(
 ) {
     // Wide batches are compute-bound: the gemm crate's packed microkernel is faster there
     // (docs/benchmarks.md, `kernel_rates`); the weights are read in place as the transposed operand.
+    let DenseRows { w, k, ld } = m;
     if let DenseWeights::F32(w) = w {
         if nb >= WIDE_BATCH {
-            // SAFETY: w has rows.end rows of k; x has nb rows of ldx ≥ k; y's rows b·ldy + rows are
-            // the caller's to write.
+            // SAFETY: w has rows.end rows of k, ld apart; x has nb rows of ldx ≥ k; y's rows
+            // b·ldy + rows are the caller's to write.
             unsafe {
                 crate::gemm::matmul_acc_bt_serial(
                     nb,
@@ -67,8 +79,8 @@ pub(crate) unsafe fn dense_acc(
                     k,
                     x.as_ptr(),
                     ldx,
-                    w.as_ptr().add(rows.start * k),
-                    k,
+                    w.as_ptr().add(rows.start * ld),
+                    ld,
                     y.add(rows.start),
                     ldy,
                 )
@@ -79,18 +91,16 @@ pub(crate) unsafe fn dense_acc(
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
         // SAFETY: the CPU has the features; the caller's contract covers the pointers.
-        unsafe { avx512::dense_acc(w, k, x, ldx, nb, y, ldy, rows) };
+        unsafe { avx512::dense_acc(m, x, ldx, nb, y, ldy, rows) };
         return;
     }
     // SAFETY: forwarded caller contract.
-    unsafe { portable_dense_acc(w, k, x, ldx, nb, y, ldy, rows) }
+    unsafe { portable_dense_acc(m, x, ldx, nb, y, ldy, rows) }
 }
 
-/// Portable kernel: 8 f32 lanes per row, four rows at a time, one batch row at a time.
-#[allow(clippy::too_many_arguments)]
+/// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time.
 unsafe fn portable_dense_acc(
-    w: DenseWeights<'_>,
-    k: usize,
+    m: DenseRows<'_>,
     x: &[f32],
     ldx: usize,
     nb: usize,
@@ -99,9 +109,10 @@ unsafe fn portable_dense_acc(
     rows: Range<usize>,
 ) {
     const L: usize = 8;
+    let DenseRows { w, k, ld } = m;
     let row_value = |r: usize, j: usize| match w {
-        DenseWeights::F32(w) => w[r * k + j],
-        DenseWeights::Bf16(w) => bf16_to_f32(w[r * k + j]),
+        DenseWeights::F32(w) => w[r * ld + j],
+        DenseWeights::Bf16(w) => bf16_to_f32(w[r * ld + j]),
     };
     for r in rows {
         for b in 0..nb {
@@ -110,7 +121,7 @@ unsafe fn portable_dense_acc(
             let main = k / L * L;
             match w {
                 DenseWeights::F32(w) => {
-                    let wr = &w[r * k..r * k + main];
+                    let wr = &w[r * ld..r * ld + main];
                     for (wc, xc) in wr.chunks_exact(L).zip(xb.chunks_exact(L)) {
                         for l in 0..L {
                             lanes[l] = wc[l].mul_add(xc[l], lanes[l]);
@@ -118,7 +129,7 @@ unsafe fn portable_dense_acc(
                     }
                 }
                 DenseWeights::Bf16(w) => {
-                    let wr = &w[r * k..r * k + main];
+                    let wr = &w[r * ld..r * ld + main];
                     for (wc, xc) in wr.chunks_exact(L).zip(xb.chunks_exact(L)) {
                         for l in 0..L {
                             lanes[l] = bf16_to_f32(wc[l]).mul_add(xc[l], lanes[l]);
@@ -138,7 +149,7 @@ unsafe fn portable_dense_acc(
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::DenseWeights;
+    use super::{DenseRows, DenseWeights};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -179,6 +190,7 @@ pub(crate) mod avx512 {
     unsafe fn block<T: Load, const R: usize, const NB: usize>(
         w: *const T,
         k: usize,
+        ld: usize,
         x: *const f32,
         ldx: usize,
         y: *mut f32,
@@ -200,7 +212,7 @@ pub(crate) mod avx512 {
                     *v = _mm512_maskz_loadu_ps(mask, x.add(b * ldx + j));
                 }
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let wv = T::load(w.add(r * k + j), mask);
+                    let wv = T::load(w.add(r * ld + j), mask);
                     for b in 0..NB {
                         acc_r[b] = _mm512_fmadd_ps(wv, xv[b], acc_r[b]);
                     }
@@ -222,6 +234,7 @@ pub(crate) mod avx512 {
     unsafe fn sweep<T: Load, const R: usize, const NB: usize>(
         w: &[T],
         k: usize,
+        ld: usize,
         x: &[f32],
         ldx: usize,
         nb: usize,
@@ -234,23 +247,23 @@ pub(crate) mod avx512 {
         // SAFETY (whole body): forwarded contract of `dense_acc`.
         unsafe {
             while r + R <= rows.end {
-                row_block::<T, R, NB>(wp.add(r * k), k, xp, ldx, nb, y.add(r), ldy);
+                row_block::<T, R, NB>(wp.add(r * ld), k, ld, xp, ldx, nb, y.add(r), ldy);
                 r += R;
             }
             // The last rows.end - r < R rows as one block of that height: a block's time is set
             // by its FMA dependency chains, not its height, so single rows (the earlier tail)
             // cost as much each as a full block (at H = 650 the thread with 330 units spent
             // 43 block-times per gate against 40 for the one with 320, and the other waited).
-            let (w, y) = (wp.add(r * k), y.add(r));
+            let (w, y) = (wp.add(r * ld), y.add(r));
             match rows.end - r {
                 0 => {}
-                1 => row_block::<T, 1, NB>(w, k, xp, ldx, nb, y, ldy),
-                2 => row_block::<T, 2, NB>(w, k, xp, ldx, nb, y, ldy),
-                3 => row_block::<T, 3, NB>(w, k, xp, ldx, nb, y, ldy),
-                4 => row_block::<T, 4, NB>(w, k, xp, ldx, nb, y, ldy),
-                5 => row_block::<T, 5, NB>(w, k, xp, ldx, nb, y, ldy),
-                6 => row_block::<T, 6, NB>(w, k, xp, ldx, nb, y, ldy),
-                7 => row_block::<T, 7, NB>(w, k, xp, ldx, nb, y, ldy),
+                1 => row_block::<T, 1, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                2 => row_block::<T, 2, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                3 => row_block::<T, 3, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                4 => row_block::<T, 4, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                5 => row_block::<T, 5, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                6 => row_block::<T, 6, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                7 => row_block::<T, 7, NB>(w, k, ld, xp, ldx, nb, y, ldy),
                 _ => unreachable!("the tail is shorter than a block of R ≤ 8 rows"),
             }
         }
@@ -262,6 +275,7 @@ pub(crate) mod avx512 {
     unsafe fn row_block<T: Load, const R: usize, const NB: usize>(
         w: *const T,
         k: usize,
+        ld: usize,
         x: *const f32,
         ldx: usize,
         nb: usize,
@@ -272,11 +286,11 @@ pub(crate) mod avx512 {
         unsafe {
             let mut b = 0;
             while b + NB <= nb {
-                block::<T, R, NB>(w, k, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+                block::<T, R, NB>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
                 b += NB;
             }
             while b < nb {
-                block::<T, R, 1>(w, k, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+                block::<T, R, 1>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
                 b += 1;
             }
         }
@@ -402,10 +416,8 @@ pub(crate) mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn dense_acc(
-        w: DenseWeights<'_>,
-        k: usize,
+        m: DenseRows<'_>,
         x: &[f32],
         ldx: usize,
         nb: usize,
@@ -415,13 +427,20 @@ pub(crate) mod avx512 {
     ) {
         // SAFETY: forwarded contract.
         unsafe {
+            let DenseRows { w, k, ld } = m;
             match (w, nb) {
-                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::Bf16(w), 1) => sweep::<u16, 8, 1>(w, k, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::Bf16(w), 2) => sweep::<u16, 4, 2>(w, k, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::Bf16(w), _) => sweep::<u16, 4, 4>(w, k, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, ld, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, ld, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, ld, x, ldx, nb, y, ldy, rows),
+                (DenseWeights::Bf16(w), 1) => {
+                    sweep::<u16, 8, 1>(w, k, ld, x, ldx, nb, y, ldy, rows)
+                }
+                (DenseWeights::Bf16(w), 2) => {
+                    sweep::<u16, 4, 2>(w, k, ld, x, ldx, nb, y, ldy, rows)
+                }
+                (DenseWeights::Bf16(w), _) => {
+                    sweep::<u16, 4, 4>(w, k, ld, x, ldx, nb, y, ldy, rows)
+                }
             }
         }
     }
@@ -506,10 +525,8 @@ pub(crate) unsafe fn scalar_acc(
 
 /// Runs the portable kernel even where AVX-512 exists (tests compare both against the reference).
 #[cfg(test)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dense_acc_portable(
-    w: DenseWeights<'_>,
-    k: usize,
+    m: DenseRows<'_>,
     x: &[f32],
     ldx: usize,
     nb: usize,
@@ -518,5 +535,5 @@ pub(crate) unsafe fn dense_acc_portable(
     rows: Range<usize>,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { portable_dense_acc(w, k, x, ldx, nb, y, ldy, rows) }
+    unsafe { portable_dense_acc(m, x, ldx, nb, y, ldy, rows) }
 }
