@@ -25,6 +25,22 @@ pub const ALIGN: usize = 64;
 /// A cache-line-aligned buffer.
 pub type Lines<T> = AVec<T, ConstAlign<ALIGN>>;
 
+/// The batch side of one product `y[b * ldy + r] += W[r, :] · x[b * ldx ..][..K]`, `b < nb`:
+/// what every kernel below takes besides its weights and row range.
+///
+/// `y` is raw so that threads can fill disjoint rows of one buffer; whoever builds an `Operands`
+/// vouches that `x` holds `nb` rows of `ldx ≥ K`, that `y` is valid for reads and writes at
+/// `b * ldy + r` for the rows a kernel is given, and that no other thread touches those
+/// elements meanwhile (the `# Safety` of every kernel refers to this).
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub x: &'a [f32],
+    pub ldx: usize,
+    pub nb: usize,
+    pub y: *mut f32,
+    pub ldy: usize,
+}
+
 /// Values of `T` per cache line.
 fn per_line<T>() -> usize {
     ALIGN / std::mem::size_of::<T>()
@@ -362,8 +378,15 @@ impl PackedMatrix {
         rows: Range<usize>,
     ) {
         self.check(x, ldx, nb, y.len(), ldy, &rows);
+        let o = Operands {
+            x,
+            ldx,
+            nb,
+            y: y.as_mut_ptr(),
+            ldy,
+        };
         // SAFETY: bounds checked above; `y` is borrowed mutably for the whole call.
-        unsafe { self.acc_unchecked(x, ldx, nb, y.as_mut_ptr(), ldy, rows) }
+        unsafe { self.acc_unchecked(o, rows) }
     }
 
     /// [`PackedMatrix::acc`] through a raw output pointer, so threads can fill disjoint row
@@ -383,19 +406,13 @@ impl PackedMatrix {
         rows: Range<usize>,
     ) {
         self.check(x, ldx, nb, usize::MAX, ldy, &rows);
+        let o = Operands { x, ldx, nb, y, ldy };
         // SAFETY: forwarded contract.
-        unsafe { self.acc_unchecked(x, ldx, nb, y, ldy, rows) }
+        unsafe { self.acc_unchecked(o, rows) }
     }
 
-    unsafe fn acc_unchecked(
-        &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    unsafe fn acc_unchecked(&self, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { nb, .. } = o;
         if nb == 0 || rows.is_empty() {
             return;
         }
@@ -409,7 +426,7 @@ impl PackedMatrix {
                         k,
                         ld: *ld,
                     };
-                    dense_acc(m, x, ldx, nb, y, ldy, rows)
+                    dense_acc(m, o, rows)
                 }
                 Storage::Bf16 { w, ld } => {
                     let m = DenseRows {
@@ -417,17 +434,13 @@ impl PackedMatrix {
                         k,
                         ld: *ld,
                     };
-                    dense_acc(m, x, ldx, nb, y, ldy, rows)
+                    dense_acc(m, o, rows)
                 }
-                Storage::Panel(w) => {
-                    dense::panel_acc(DenseWeights::F32(w), k, x, ldx, nb, y, ldy, rows)
-                }
-                Storage::Bf16Panel(w) => {
-                    dense::panel_acc(DenseWeights::Bf16(w), k, x, ldx, nb, y, ldy, rows)
-                }
-                Storage::Bf16Amx(w) => amx::acc(w, k, x, ldx, nb, y, ldy, rows),
-                Storage::Csr(c) => c.acc(x, ldx, nb, y, ldy, rows),
-                Storage::Bsr(b) => b.acc(x, ldx, nb, y, ldy, rows),
+                Storage::Panel(w) => dense::panel_acc(DenseWeights::F32(w), k, o, rows),
+                Storage::Bf16Panel(w) => dense::panel_acc(DenseWeights::Bf16(w), k, o, rows),
+                Storage::Bf16Amx(w) => amx::acc(w, k, o, rows),
+                Storage::Csr(c) => c.acc(o, rows),
+                Storage::Bsr(b) => b.acc(o, rows),
             }
         }
     }
@@ -561,11 +574,13 @@ mod tests {
                     k: cols,
                     ld: cols,
                 },
-                &x,
-                cols,
-                nb,
-                got.as_mut_ptr(),
-                rows,
+                Operands {
+                    x: &x,
+                    ldx: cols,
+                    nb,
+                    y: got.as_mut_ptr(),
+                    ldy: rows,
+                },
                 0..rows,
             )
         };
@@ -585,8 +600,15 @@ mod tests {
         let mut want = vec![0.5; nb * rows];
         m.acc_reference(&x, cols, nb, &mut want, rows, 0..rows);
         let mut got = vec![0.5; nb * rows];
+        let o = Operands {
+            x: &x,
+            ldx: cols,
+            nb,
+            y: got.as_mut_ptr(),
+            ldy: rows,
+        };
         // SAFETY: got has nb * rows elements, exclusively borrowed.
-        unsafe { amx::portable(packed, cols, &x, cols, nb, got.as_mut_ptr(), rows, 0..rows) };
+        unsafe { amx::portable(packed, cols, o, 0..rows) };
         assert!(max_rel_err(&got, &want) < 2e-5);
         // Rounding x is what the format adds: against unrounded x it is ~2^-9 off.
         let mut exact = vec![0.5; nb * rows];

@@ -17,6 +17,7 @@
 //! configured and released inside each call.
 
 use super::dense::{bf16_to_f32, f32_to_bf16};
+use super::Operands;
 use std::ops::Range;
 
 /// Rows per panel (the C tile's columns).
@@ -75,47 +76,27 @@ pub(crate) fn round_input(v: f32) -> f32 {
 /// # Safety
 /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them; `w` packed
 /// for `k` columns and at least `rows.end` rows; x holds `nb` rows of `ldx ≥ k`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn acc(
-    w: &[u16],
-    k: usize,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+pub(crate) unsafe fn acc(w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     if tiles::available() {
         // SAFETY: AMX present and permitted; forwarded contract.
-        unsafe { tiles::acc(w, k, x, ldx, nb, y, ldy, rows) };
+        unsafe { tiles::acc(w, k, o, rows) };
         return;
     }
     // SAFETY: forwarded contract.
-    unsafe { portable(w, k, x, ldx, nb, y, ldy, rows) }
+    unsafe { portable(w, k, o, rows) }
 }
 
 /// The plain loop: same roundings, products summed in f32.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn portable(
-    w: &[u16],
-    k: usize,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+pub(crate) unsafe fn portable(w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
     let weight = |r: usize, j: usize| value(w, k, r, j);
     // SAFETY: forwarded contract.
-    unsafe { super::dense::scalar_acc(weight, round_input, k, x, ldx, nb, y, ldy, rows) }
+    unsafe { super::dense::scalar_acc(weight, round_input, k, o, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod tiles {
-    use super::{chunks, f32_to_bf16, PANEL_ROWS, TILE_COLS, TILE_VALUES};
+    use super::{chunks, f32_to_bf16, Operands, PANEL_ROWS, TILE_COLS, TILE_VALUES};
     use std::arch::asm;
     use std::cell::RefCell;
     use std::ops::Range;
@@ -174,17 +155,8 @@ mod tiles {
         c: Vec<f32>,
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn acc(
-        w: &[u16],
-        k: usize,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    pub(super) unsafe fn acc(w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
             static SCRATCH: RefCell<Scratch> = const {
                 RefCell::new(Scratch { xb: Vec::new(), c: Vec::new() })

@@ -7,7 +7,7 @@
 //! the faster. The block shapes offered are the ones `symbiont bench` compares (docs/benchmarks.md).
 
 use super::csr::Indices;
-use super::{Lines, ALIGN};
+use super::{Lines, Operands, ALIGN};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -95,15 +95,7 @@ impl Bsr {
     ///
     /// # Safety
     /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
-    pub(crate) unsafe fn acc(
-        &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    pub(crate) unsafe fn acc(&self, o: Operands<'_>, rows: Range<usize>) {
         assert!(
             rows.start.is_multiple_of(self.br)
                 && (rows.end.is_multiple_of(self.br) || rows.end == self.rows)
@@ -113,8 +105,8 @@ impl Bsr {
             // SAFETY: features checked; forwarded contract.
             unsafe {
                 match &self.block_col {
-                    Indices::U16(ci) => avx512::acc(self, ci, x, ldx, nb, y, ldy, rows),
-                    Indices::U32(ci) => avx512::acc(self, ci, x, ldx, nb, y, ldy, rows),
+                    Indices::U16(ci) => avx512::acc(self, ci, o, rows),
+                    Indices::U32(ci) => avx512::acc(self, ci, o, rows),
                 }
             }
             return;
@@ -122,12 +114,12 @@ impl Bsr {
         // SAFETY: forwarded contract.
         unsafe {
             match (self.br, self.bc) {
-                (1, 8) => self.acc_shape::<1, 8>(x, ldx, nb, y, ldy, rows),
-                (1, 16) => self.acc_shape::<1, 16>(x, ldx, nb, y, ldy, rows),
-                (2, 8) => self.acc_shape::<2, 8>(x, ldx, nb, y, ldy, rows),
-                (4, 4) => self.acc_shape::<4, 4>(x, ldx, nb, y, ldy, rows),
-                (4, 1) => self.acc_shape::<4, 1>(x, ldx, nb, y, ldy, rows),
-                (8, 1) => self.acc_shape::<8, 1>(x, ldx, nb, y, ldy, rows),
+                (1, 8) => self.acc_shape::<1, 8>(o, rows),
+                (1, 16) => self.acc_shape::<1, 16>(o, rows),
+                (2, 8) => self.acc_shape::<2, 8>(o, rows),
+                (4, 4) => self.acc_shape::<4, 4>(o, rows),
+                (4, 1) => self.acc_shape::<4, 1>(o, rows),
+                (8, 1) => self.acc_shape::<8, 1>(o, rows),
                 (br, bc) => unreachable!("no kernel for {br}x{bc} blocks (rejected in from_dense)"),
             }
         }
@@ -135,13 +127,10 @@ impl Bsr {
 
     unsafe fn acc_shape<const BR: usize, const BC: usize>(
         &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
         rows: Range<usize>,
     ) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
             static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
         }
@@ -213,22 +202,18 @@ fn block_row<I: Copy + Into<u32>, const BR: usize, const BC: usize>(
 /// contiguous load (1x16) or one 4-value load broadcast to the four rows (4x4).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::Bsr;
+    use super::{Bsr, Operands};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn acc<I: Copy + Into<u32>>(
         m: &Bsr,
         cols: &[I],
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
         rows: Range<usize>,
     ) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         let k = m.cols;
         let kp = k.div_ceil(m.bc) * m.bc;
         let mut padded = Vec::new();

@@ -7,6 +7,7 @@
 //! contiguous B-wide row — no gathers, and the work per non-zero is shared by the whole batch
 //! (this is the path of the hoisted input projection, whose "batch" is T·B).
 
+use super::Operands;
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -133,18 +134,11 @@ impl Csr {
     ///
     /// # Safety
     /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
-    pub(crate) unsafe fn acc(
-        &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    pub(crate) unsafe fn acc(&self, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { nb, .. } = o;
         if nb >= 8 {
             // SAFETY: forwarded contract.
-            unsafe { self.acc_transposed(x, ldx, nb, y, ldy, rows) };
+            unsafe { self.acc_transposed(o, rows) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -153,35 +147,20 @@ impl Csr {
             unsafe {
                 let rp = &self.row_ptr;
                 match (&self.col_idx, self.vals16.is_empty()) {
-                    (Indices::U16(c), true) => {
-                        avx512::gather_acc(rp, c, &self.vals, x, ldx, nb, y, ldy, rows)
-                    }
-                    (Indices::U32(c), true) => {
-                        avx512::gather_acc(rp, c, &self.vals, x, ldx, nb, y, ldy, rows)
-                    }
-                    (Indices::U16(c), false) => {
-                        avx512::gather_acc(rp, c, &self.vals16, x, ldx, nb, y, ldy, rows)
-                    }
-                    (Indices::U32(c), false) => {
-                        avx512::gather_acc(rp, c, &self.vals16, x, ldx, nb, y, ldy, rows)
-                    }
+                    (Indices::U16(c), true) => avx512::gather_acc(rp, c, &self.vals, o, rows),
+                    (Indices::U32(c), true) => avx512::gather_acc(rp, c, &self.vals, o, rows),
+                    (Indices::U16(c), false) => avx512::gather_acc(rp, c, &self.vals16, o, rows),
+                    (Indices::U32(c), false) => avx512::gather_acc(rp, c, &self.vals16, o, rows),
                 }
             }
             return;
         }
         // SAFETY: forwarded contract.
-        unsafe { self.acc_scalar(x, ldx, nb, y, ldy, rows) }
+        unsafe { self.acc_scalar(o, rows) }
     }
 
-    unsafe fn acc_scalar(
-        &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    unsafe fn acc_scalar(&self, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         for r in rows {
             let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
             for b in 0..nb {
@@ -197,15 +176,8 @@ impl Csr {
     }
 
     /// The wide-batch kernel: x transposed to (K, B) in a per-thread scratch buffer.
-    unsafe fn acc_transposed(
-        &self,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    unsafe fn acc_transposed(&self, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
             static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
         }
@@ -297,6 +269,7 @@ fn axpy_rows<I: Copy + Into<u32>>(vals: &[f32], idx: &[I], xt: &[f32], nb: usize
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::dense::avx512::Load;
+    use super::Operands;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -320,7 +293,6 @@ mod avx512 {
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn row<I: Index, V: Load, const NB: usize>(
         vals: *const V,
         idx: *const I,
@@ -387,7 +359,6 @@ mod avx512 {
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn axpy_chunk<I: Copy + Into<u32>, const V: usize>(
         vals: &[f32],
         idx: &[I],
@@ -439,18 +410,14 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gather_acc<I: Index, V: Load>(
         row_ptr: &[u32],
         idx: &[I],
         vals: &[V],
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
         rows: Range<usize>,
     ) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         let (vp, ip, xp) = (vals.as_ptr(), idx.as_ptr(), x.as_ptr());
         for r in rows {
             let s = row_ptr[r] as usize;

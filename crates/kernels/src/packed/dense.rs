@@ -9,6 +9,7 @@
 //! The AVX-512 path is chosen at run time; the portable path (lane arrays the compiler
 //! vectorizes) serves other CPUs and is checked against the same reference.
 
+use super::Operands;
 use std::ops::Range;
 
 /// Weight storage of a dense matrix.
@@ -56,15 +57,8 @@ const WIDE_BATCH: usize = 64;
 /// `y` must be valid for writes at every `b * ldy + r` touched, and no other thread may access
 /// those elements during the call. `w` holds at least `(rows.end - 1) * ld + k` values and `x` at
 /// least `(nb - 1) * ldx + k` (checked by the caller).
-pub(crate) unsafe fn dense_acc(
-    m: DenseRows<'_>,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
+    let Operands { x, ldx, nb, y, ldy } = o;
     // Wide batches are compute-bound: the gemm crate's packed microkernel is faster there
     // (docs/benchmarks.md, `kernel_rates`); the weights are read in place as the transposed operand.
     let DenseRows { w, k, ld } = m;
@@ -91,23 +85,16 @@ pub(crate) unsafe fn dense_acc(
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
         // SAFETY: the CPU has the features; the caller's contract covers the pointers.
-        unsafe { avx512::dense_acc(m, x, ldx, nb, y, ldy, rows) };
+        unsafe { avx512::dense_acc(m, o, rows) };
         return;
     }
     // SAFETY: forwarded caller contract.
-    unsafe { portable_dense_acc(m, x, ldx, nb, y, ldy, rows) }
+    unsafe { portable_dense_acc(m, o, rows) }
 }
 
 /// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time.
-unsafe fn portable_dense_acc(
-    m: DenseRows<'_>,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+unsafe fn portable_dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
+    let Operands { x, ldx, nb, y, ldy } = o;
     const L: usize = 8;
     let DenseRows { w, k, ld } = m;
     let row_value = |r: usize, j: usize| match w {
@@ -149,7 +136,7 @@ unsafe fn portable_dense_acc(
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::{DenseRows, DenseWeights};
+    use super::{DenseRows, DenseWeights, Operands};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -186,7 +173,6 @@ pub(crate) mod avx512 {
     /// `R` rows by `NB` batch rows: R·NB accumulators, each W load used NB times and each x load
     /// R times.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn block<T: Load, const R: usize, const NB: usize>(
         w: *const T,
         k: usize,
@@ -230,18 +216,14 @@ pub(crate) mod avx512 {
     /// Rows in blocks of `R`, then the rest as one shorter block; batch rows in blocks of `NB`,
     /// then singles.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn sweep<T: Load, const R: usize, const NB: usize>(
         w: &[T],
         k: usize,
         ld: usize,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
         rows: Range<usize>,
     ) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
         let mut r = rows.start;
         // SAFETY (whole body): forwarded contract of `dense_acc`.
@@ -306,38 +288,24 @@ pub(crate) mod avx512 {
     /// accumulators, no horizontal reductions; the layout for wide batches (the hoisted input
     /// projection over T·B rows, batch ≥ 8). `rows.start` must be a multiple of 32.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn panel_acc(
         w: DenseWeights<'_>,
         k: usize,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
         rows: Range<usize>,
     ) {
         // SAFETY: forwarded contract.
         unsafe {
             match w {
-                DenseWeights::F32(w) => panel_sweep::<f32>(w, k, x, ldx, nb, y, ldy, rows),
-                DenseWeights::Bf16(w) => panel_sweep::<u16>(w, k, x, ldx, nb, y, ldy, rows),
+                DenseWeights::F32(w) => panel_sweep::<f32>(w, k, o, rows),
+                DenseWeights::Bf16(w) => panel_sweep::<u16>(w, k, o, rows),
             }
         }
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel_sweep<T: Load>(
-        w: &[T],
-        k: usize,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    unsafe fn panel_sweep<T: Load>(w: &[T], k: usize, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { x, ldx, nb, y, ldy } = o;
         let mut r0 = rows.start;
         while r0 < rows.end {
             let nr = (rows.end - r0).min(PANEL);
@@ -416,31 +384,18 @@ pub(crate) mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(crate) unsafe fn dense_acc(
-        m: DenseRows<'_>,
-        x: &[f32],
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
-        rows: Range<usize>,
-    ) {
+    pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
+        let Operands { nb, .. } = o;
         // SAFETY: forwarded contract.
         unsafe {
             let DenseRows { w, k, ld } = m;
             match (w, nb) {
-                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, ld, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, ld, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, ld, x, ldx, nb, y, ldy, rows),
-                (DenseWeights::Bf16(w), 1) => {
-                    sweep::<u16, 8, 1>(w, k, ld, x, ldx, nb, y, ldy, rows)
-                }
-                (DenseWeights::Bf16(w), 2) => {
-                    sweep::<u16, 4, 2>(w, k, ld, x, ldx, nb, y, ldy, rows)
-                }
-                (DenseWeights::Bf16(w), _) => {
-                    sweep::<u16, 4, 4>(w, k, ld, x, ldx, nb, y, ldy, rows)
-                }
+                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, ld, o, rows),
+                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, ld, o, rows),
+                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), 1) => sweep::<u16, 8, 1>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), 2) => sweep::<u16, 4, 2>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), _) => sweep::<u16, 4, 4>(w, k, ld, o, rows),
             }
         }
     }
@@ -466,21 +421,11 @@ pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> 
 ///
 /// # Safety
 /// As `dense_acc`; `rows.start` is a multiple of 32.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn panel_acc(
-    w: DenseWeights<'_>,
-    k: usize,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+pub(crate) unsafe fn panel_acc(w: DenseWeights<'_>, k: usize, o: Operands<'_>, rows: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
         // SAFETY: features present; forwarded contract.
-        unsafe { avx512::panel_acc(w, k, x, ldx, nb, y, ldy, rows) };
+        unsafe { avx512::panel_acc(w, k, o, rows) };
         return;
     }
     let value = |r: usize, j: usize| {
@@ -491,7 +436,7 @@ pub(crate) unsafe fn panel_acc(
         }
     };
     // SAFETY: forwarded contract.
-    unsafe { scalar_acc(value, |v| v, k, x, ldx, nb, y, ldy, rows) }
+    unsafe { scalar_acc(value, |v| v, k, o, rows) }
 }
 
 /// The plain loop behind the packed layouts' fallbacks: `y[b * ldy + r] += Σ_j weight(r, j) ·
@@ -499,18 +444,14 @@ pub(crate) unsafe fn panel_acc(
 ///
 /// # Safety
 /// As `dense_acc`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn scalar_acc(
     weight: impl Fn(usize, usize) -> f32,
     input: impl Fn(f32) -> f32,
     k: usize,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
+    o: Operands<'_>,
     rows: Range<usize>,
 ) {
+    let Operands { x, ldx, nb, y, ldy } = o;
     for b in 0..nb {
         for r in rows.clone() {
             let mut s = 0f32;
@@ -525,15 +466,7 @@ pub(crate) unsafe fn scalar_acc(
 
 /// Runs the portable kernel even where AVX-512 exists (tests compare both against the reference).
 #[cfg(test)]
-pub(crate) unsafe fn dense_acc_portable(
-    m: DenseRows<'_>,
-    x: &[f32],
-    ldx: usize,
-    nb: usize,
-    y: *mut f32,
-    ldy: usize,
-    rows: Range<usize>,
-) {
+pub(crate) unsafe fn dense_acc_portable(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
     // SAFETY: forwarded contract.
-    unsafe { portable_dense_acc(m, x, ldx, nb, y, ldy, rows) }
+    unsafe { portable_dense_acc(m, o, rows) }
 }
