@@ -419,97 +419,123 @@ impl StackPlan {
     }
 
     /// Picks, per direction, whether a step is split over the plan's threads: times a few steps
-    /// both ways on random input.
+    /// each way on random input.
     fn tune_threads(&mut self, b: usize) {
         const TUNE_MIN_SAMPLES: usize = 8;
-        const TUNE_MAX_SAMPLES: usize = 64;
-        const TUNE_MIN_SPAN: std::time::Duration = std::time::Duration::from_millis(60);
+        const TUNE_MAX_SAMPLES: usize = 96;
+        const TUNE_MIN_SPAN: std::time::Duration = std::time::Duration::from_millis(100);
         // Long enough that a step's cache behaviour (W_hh streamed or resident) shows, short
-        // enough to keep plan building cheap; at least 8 runs each way, alternating.
+        // enough to keep plan building cheap.
         let t = 12;
         let rng = CounterRng::new(5);
         // Print every option's timings (to see why a plan chose what it did).
         let debug = std::env::var_os("SYMBIONT_TUNE_DEBUG").is_some();
-        for l in 0..self.layers.len() {
-            let (input, hidden, out_w) = (
-                self.layers[l].input,
-                self.layers[l].hidden,
-                self.layers[l].output(),
-            );
-            let x: Vec<f32> = (0..(t * b * input) as u64)
+        /// One direction of one layer being tuned: its input, an output buffer, its options
+        /// (threads, split by batch rows) and their timings.
+        struct Candidate {
+            l: usize,
+            d: usize,
+            x: Vec<f32>,
+            out: Vec<f32>,
+            options: Vec<(usize, bool)>,
+            times: Vec<Vec<f64>>,
+        }
+        let mut candidates = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let x: Vec<f32> = (0..(t * b * layer.input) as u64)
                 .map(|i| rng.uniform(0, i) - 0.5)
                 .collect();
-            let mut out = vec![0f32; t * b * out_w];
-            for d in 0..self.layers[l].dirs.len() {
-                // The two options alternate run by run, so that a slow phase of the machine hits
-                // both: timed one after the other, a busy second at batch 16 made the single
-                // thread look faster and the plan ran its steps at half speed.
-                // (threads, by batch rows): serial, split by units, and (LSTM cells, at least
-                // one batch row per thread) split by batch rows.
+            for (d, dir) in layer.dirs.iter().enumerate() {
+                // Serial, split by units, and (LSTM cells, at least one batch row per thread)
+                // split by batch rows.
                 let mut options = vec![(1, false), (self.threads, false)];
-                if b >= self.threads && matches!(self.layers[l].dirs[d].cell, Cell::Lstm { .. }) {
+                if b >= self.threads && matches!(dir.cell, Cell::Lstm { .. }) {
                     options.push((self.threads, true));
                 }
-                let mut times = vec![Vec::new(); options.len()];
-                let tuning = Instant::now();
-                for rep in 0..=TUNE_MAX_SAMPLES {
-                    // Enough samples, spread over enough time that a stretch of the other
-                    // core being taken (tens of ms on a shared VM) does not decide alone.
-                    if rep > TUNE_MIN_SAMPLES && tuning.elapsed() >= TUNE_MIN_SPAN {
-                        break;
-                    }
-                    for (o, &(parts, by_batch)) in options.iter().enumerate() {
-                        self.layers[l].dirs[d].parts = parts;
-                        self.layers[l].dirs[d].by_batch = by_batch;
-                        let start = Instant::now();
-                        run_direction(
-                            &self.layers[l].dirs[d],
-                            input,
-                            hidden,
-                            &x,
-                            t,
-                            b,
-                            &mut out,
-                            d * hidden,
-                            out_w,
-                            None,
-                            Scratch {
-                                team: &self.team,
-                                gates: &mut self.gates,
-                                pre: &mut self.pre,
-                                zero_h: &mut self.zero_h,
-                                c: &mut self.c_tmp,
-                            },
-                            self.threads,
-                        );
-                        if rep > 0 {
-                            times[o].push(start.elapsed().as_secs_f64());
-                        }
-                    }
-                }
-                let mut best = (f64::INFINITY, options[0]);
-                for (o, mut v) in times.into_iter().enumerate() {
-                    v.sort_by(f64::total_cmp);
-                    if debug {
-                        eprintln!(
-                            "tune layer {l} dir {d} (parts, by batch) {:?}: {v:?}",
-                            options[o]
-                        );
-                    }
-                    // The lower quartile: the machine's noise only ever slows a run down
-                    // (a descheduled thread stalls the whole barrier loop), so the low
-                    // samples show what each option can do; the minimum alone let one lucky
-                    // run decide.
-                    let typical = v[v.len() / 4];
-                    if typical < best.0 {
-                        best = (typical, options[o]);
-                    }
-                }
-                (
-                    self.layers[l].dirs[d].parts,
-                    self.layers[l].dirs[d].by_batch,
-                ) = best.1;
+                candidates.push(Candidate {
+                    l,
+                    d,
+                    x: x.clone(),
+                    out: vec![0f32; t * b * layer.output()],
+                    times: vec![Vec::new(); options.len()],
+                    options,
+                });
             }
+        }
+        // Every option of every layer runs once per round, so that a slow phase of the machine
+        // hits them all: timed one after the other, a busy second at batch 16 made the single
+        // thread look faster and the plan ran its steps at half speed; tuned layer by layer, a
+        // stretch of the other core being taken (tens of ms on this VM) covered all of one
+        // layer's samples and gave it a serial plan in two of three builds (batch 16, H = 200).
+        let tuning = Instant::now();
+        for rep in 0..=TUNE_MAX_SAMPLES {
+            if rep > TUNE_MIN_SAMPLES && tuning.elapsed() >= TUNE_MIN_SPAN {
+                break;
+            }
+            for c in candidates.iter_mut() {
+                let (input, hidden, out_w) = (
+                    self.layers[c.l].input,
+                    self.layers[c.l].hidden,
+                    self.layers[c.l].output(),
+                );
+                for (o, &(parts, by_batch)) in c.options.iter().enumerate() {
+                    let dir = &mut self.layers[c.l].dirs[c.d];
+                    (dir.parts, dir.by_batch) = (parts, by_batch);
+                    if parts > 1 {
+                        // Wake the workers first: during the serial option before this one
+                        // they parked, and waking a parked thread (an idle vCPU here) cost the
+                        // first threaded run up to milliseconds, which back-to-back runs never
+                        // pay; untimed, the threaded options lost to serial at batch 16 while
+                        // running 1.3-1.6x faster than it in the plan.
+                        self.team.run(parts, &|_, _| {});
+                    }
+                    let start = Instant::now();
+                    run_direction(
+                        &self.layers[c.l].dirs[c.d],
+                        input,
+                        hidden,
+                        &c.x,
+                        t,
+                        b,
+                        &mut c.out,
+                        c.d * hidden,
+                        out_w,
+                        None,
+                        Scratch {
+                            team: &self.team,
+                            gates: &mut self.gates,
+                            pre: &mut self.pre,
+                            zero_h: &mut self.zero_h,
+                            c: &mut self.c_tmp,
+                        },
+                        self.threads,
+                    );
+                    if rep > 0 {
+                        c.times[o].push(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+        for c in candidates {
+            let mut best = (f64::INFINITY, c.options[0]);
+            for (o, mut v) in c.times.into_iter().enumerate() {
+                v.sort_by(f64::total_cmp);
+                if debug {
+                    eprintln!(
+                        "tune layer {} dir {} (parts, by batch) {:?}: {v:?}",
+                        c.l, c.d, c.options[o]
+                    );
+                }
+                // The lower quartile: the machine's noise only ever slows a run down (a
+                // descheduled thread stalls the whole barrier loop), so the low samples show
+                // what each option can do; the minimum alone let one lucky run decide.
+                let typical = v[v.len() / 4];
+                if typical < best.0 {
+                    best = (typical, c.options[o]);
+                }
+            }
+            let dir = &mut self.layers[c.l].dirs[c.d];
+            (dir.parts, dir.by_batch) = best.1;
         }
     }
 }
