@@ -234,6 +234,47 @@ fn export_then_import_computes_the_same_function() {
 }
 
 #[test]
+fn batch_one_matches_pytorch_sequence_by_sequence() {
+    // Batch 1 takes its own kernels (8-row dot products, no batch blocking): each of the
+    // fixture's three sequences alone must give its column of PyTorch's logits.
+    let f = fixture("infer_tiny.safetensors");
+    let w = ModelWeights::from_file_prefixed(&f, "lm.").unwrap();
+    let tokens: Vec<u32> = f
+        .ints("lm.tokens", None)
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+    let want = floats(&f, "lm.logits");
+    let (t, b, v) = (6, 3, 50);
+    for (opts, tol) in configs(1, t) {
+        let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);
+        with_threads(threads, || {
+            let mut plan = ModelPlan::new(&w, &opts).unwrap();
+            for col in 0..b {
+                let seq: Vec<u32> = (0..t).map(|s| tokens[s * b + col]).collect();
+                let want_col: Vec<f32> = (0..t)
+                    .flat_map(|s| {
+                        want[(s * b + col) * v..(s * b + col + 1) * v]
+                            .iter()
+                            .copied()
+                    })
+                    .collect();
+                let got = plan
+                    .run_tokens(&seq, t, 1, None, Steps::All)
+                    .unwrap()
+                    .to_vec();
+                let e = rel_err(&got, &want_col);
+                assert!(
+                    e < tol,
+                    "{format:?} {dtype:?} threads {threads} sequence {col}: rel err {e}"
+                );
+            }
+        });
+    }
+}
+
+#[test]
 fn plan_equals_the_training_forward_on_a_larger_model() {
     // A symbiont LM with unequal layer widths and a width that is not a multiple of 16.
     let dir = std::env::temp_dir().join(format!("symbiont-infer-train-{}", std::process::id()));
@@ -245,28 +286,30 @@ fn plan_equals_the_training_forward_on_a_larger_model() {
     lm.init_uniform(0.3, 11);
     let path = dir.join("lm.safetensors");
     lm.save(&path, Default::default()).unwrap();
-    let (t, b) = (9, 2);
-    let tokens: Vec<u32> = (0..t * b).map(|i| (i * 7 % 37) as u32).collect();
-    let mut ws = lm.workspace(t, b);
-    let mut state = model::LmState::zeros(&lm.config, b);
-    lm.forward(&mut ws, &tokens, &vec![0; t * b], &mut state, None, None);
-    let want = ws.logits.clone();
     let w = ModelWeights::load(&path).unwrap();
-    for threads in [1, 2] {
-        let opts = PlanOptions {
-            threads,
-            batch: b,
-            seq: t,
-            ..PlanOptions::default()
-        };
-        let got = with_threads(threads, || {
-            let mut plan = ModelPlan::new(&w, &opts).unwrap();
-            plan.run_tokens(&tokens, t, b, None, Steps::All)
-                .unwrap()
-                .to_vec()
-        });
-        let e = rel_err(&got, &want);
-        assert!(e < 1e-5, "threads {threads}: rel err {e}");
+    // Batch 2 and batch 1 (which runs its own kernels).
+    for (t, b) in [(9, 2), (9, 1)] {
+        let tokens: Vec<u32> = (0..t * b).map(|i| (i * 7 % 37) as u32).collect();
+        let mut ws = lm.workspace(t, b);
+        let mut state = model::LmState::zeros(&lm.config, b);
+        lm.forward(&mut ws, &tokens, &vec![0; t * b], &mut state, None, None);
+        let want = ws.logits.clone();
+        for threads in [1, 2] {
+            let opts = PlanOptions {
+                threads,
+                batch: b,
+                seq: t,
+                ..PlanOptions::default()
+            };
+            let got = with_threads(threads, || {
+                let mut plan = ModelPlan::new(&w, &opts).unwrap();
+                plan.run_tokens(&tokens, t, b, None, Steps::All)
+                    .unwrap()
+                    .to_vec()
+            });
+            let e = rel_err(&got, &want);
+            assert!(e < 1e-5, "batch {b}, threads {threads}: rel err {e}");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
