@@ -607,6 +607,43 @@ fn run_direction(
     }
 }
 
+/// What the threads of a step loop share: the gate pre-activations (T, B, g), the cell state
+/// and the layer output.
+struct LoopBuffers {
+    g: usize,
+    gp: SharedMut,
+    cp: SharedMut,
+    layout: OutLayout,
+}
+
+impl LoopBuffers {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gates: &mut [f32],
+        out: &mut [f32],
+        c: &mut [f32],
+        t: usize,
+        b: usize,
+        h: usize,
+        ldo: usize,
+        col0: usize,
+    ) -> LoopBuffers {
+        LoopBuffers {
+            g: gates.len() / (t * b),
+            gp: SharedMut(gates.as_mut_ptr()),
+            cp: SharedMut(c.as_mut_ptr()),
+            layout: OutLayout {
+                out: SharedMut(out.as_mut_ptr()),
+                len: out.len(),
+                b,
+                h,
+                ldo,
+                col0,
+            },
+        }
+    }
+}
+
 /// Where a direction's outputs h_t sit in the layer output (T, B, ldo): columns
 /// `col0 .. col0 + h` of each row.
 #[derive(Clone, Copy)]
@@ -686,20 +723,8 @@ fn step_loop(
         Cell::Hlstm { w2, .. } => w2.row_align(),
     };
     let units = split_units(h, dir.parts, unit_align(step_align));
-    let g = gates.len() / (t * b);
-    let (gp, op, cp) = (
-        SharedMut(gates.as_mut_ptr()),
-        SharedMut(out.as_mut_ptr()),
-        SharedMut(c.as_mut_ptr()),
-    );
-    let layout = OutLayout {
-        out: op,
-        len: out.len(),
-        b,
-        h,
-        ldo,
-        col0,
-    };
+    let LoopBuffers { g, gp, cp, layout } = LoopBuffers::new(gates, out, c, t, b, h, ldo, col0);
+    let op = layout.out;
     if let Cell::Hlstm { .. } = dir.cell {
         pre.resize(b * 4 * h, 0.0);
     }
@@ -820,20 +845,8 @@ fn step_loop_by_batch(
     team: &Team,
 ) {
     let rows = split_units(b, parts, 1);
-    let g = gates.len() / (t * b);
-    let (gp, op, cp) = (
-        SharedMut(gates.as_mut_ptr()),
-        SharedMut(out.as_mut_ptr()),
-        SharedMut(c.as_mut_ptr()),
-    );
-    let layout = OutLayout {
-        out: op,
-        len: out.len(),
-        b,
-        h,
-        ldo,
-        col0,
-    };
+    let LoopBuffers { g, gp, cp, layout } = LoopBuffers::new(gates, out, c, t, b, h, ldo, col0);
+    let op = layout.out;
     team.run(rows.len(), &|p, _| {
         let br = rows[p].clone();
         let nb = br.len();
