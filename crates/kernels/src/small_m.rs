@@ -25,12 +25,24 @@ pub const STRIP: usize = 32;
 /// Products smaller than this many multiply-adds stay on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// B (k x n) packed in 32-column strips, each `k x 32` contiguous, columns past n zero.
-#[derive(Clone, Debug, Default)]
+/// B (k x n) packed in 32-column strips, each `k x 32` contiguous, columns past n zero; the
+/// buffer starts on a cache line, so each strip row (two AVX-512 vectors of f32) is two whole
+/// lines rather than three partial ones.
+#[derive(Clone, Debug)]
 pub struct PackedB<F> {
     k: usize,
     n: usize,
-    data: Vec<F>,
+    data: crate::packed::Lines<F>,
+}
+
+impl<F> Default for PackedB<F> {
+    fn default() -> Self {
+        Self {
+            k: 0,
+            n: 0,
+            data: crate::packed::Lines::new(crate::packed::ALIGN),
+        }
+    }
 }
 
 impl<F: Real> PackedB<F> {
@@ -38,7 +50,7 @@ impl<F: Real> PackedB<F> {
         Self {
             k: 0,
             n: 0,
-            data: Vec::new(),
+            data: crate::packed::Lines::new(crate::packed::ALIGN),
         }
     }
 
