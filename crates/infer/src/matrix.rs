@@ -323,16 +323,20 @@ pub(crate) fn time_product(m: &PackedMatrix, nb: usize) -> f64 {
 mod tests {
     use super::*;
 
+    /// Four dense gate blocks of `rows` x 3.
+    fn dense_gates(rows: usize) -> GateMatrix {
+        let tuning = Tuning {
+            dense: Format::Dense,
+            choice: FormatChoice::Fixed(Format::Dense),
+            nb: 1,
+        };
+        GateMatrix::pack(&vec![0.5f32; 4 * rows * 3], rows, 3, &tuning).expect("packs")
+    }
+
     #[test]
     fn balanced_pieces_cover_every_row_once_in_aligned_even_shares() {
         for rows in [1usize, 8, 31, 200, 650] {
-            let w = vec![0.5f32; 4 * rows * 3];
-            let tuning = Tuning {
-                dense: Format::Dense,
-                choice: FormatChoice::Fixed(Format::Dense),
-                nb: 1,
-            };
-            let m = GateMatrix::pack(&w, rows, 3, &tuning).expect("packs");
+            let m = dense_gates(rows);
             for parts in 1..5 {
                 for align in [16, 32] {
                     let split = m.balanced_pieces(parts, align);
@@ -359,24 +363,12 @@ mod tests {
             }
         }
         // More parts than aligned pieces: fewer lists, none empty.
-        let w = vec![0.5f32; 4 * 8 * 3];
-        let tuning = Tuning {
-            dense: Format::Dense,
-            choice: FormatChoice::Fixed(Format::Dense),
-            nb: 1,
-        };
-        let small = GateMatrix::pack(&w, 8, 3, &tuning).expect("packs");
+        let small = dense_gates(8);
         let split = small.balanced_pieces(8, 16);
         assert_eq!(split.len(), 4);
         assert!(split.iter().all(|p| p.len() == 1 && p[0].1 == (0..8)));
         // H = 200 on two threads: two whole gates (14 of the 28 panels) each, not 12 and 16.
-        let w = vec![0.5f32; 4 * 200 * 3];
-        let tuning = Tuning {
-            dense: Format::Dense,
-            choice: FormatChoice::Fixed(Format::Dense),
-            nb: 1,
-        };
-        let m = GateMatrix::pack(&w, 200, 3, &tuning).expect("packs");
+        let m = dense_gates(200);
         let rows: Vec<usize> = m
             .balanced_pieces(2, 32)
             .iter()

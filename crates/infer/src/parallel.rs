@@ -4,24 +4,7 @@ use kernels::fpmode::FlushDenormals;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A raw output pointer that threads share to write disjoint elements of one buffer.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut(pub *mut f32);
-
-impl SharedMut {
-    /// The pointer. A method, not the field: closures then capture the whole `SharedMut` (which
-    /// is `Sync`) rather than the bare pointer field (which is not).
-    #[inline(always)]
-    pub fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: only used to write disjoint index sets from the parts of one fork-join; the buffer
-// outlives the join.
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
+pub(crate) use kernels::shared::SharedMut;
 
 /// Splits `0..n` into at most `parts` ranges of nearly equal size whose inner boundaries are
 /// multiples of `align` (the matrices' row alignment, at least a cache line of f32 so threads do
@@ -204,7 +187,7 @@ impl Drop for Team {
 /// step took 97–103 µs with workers parking after ~0.5 ms (the earlier fixed spin count) and
 /// 51–59 µs with 2 ms in one series; 89–101 vs 75–92 µs in a later, noisier one. Back to back it
 /// takes 23–39 µs. Longer spins burn a core while idle.
-pub(crate) fn idle_spin() -> std::time::Duration {
+fn idle_spin() -> std::time::Duration {
     static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
     *SPIN.get_or_init(|| {
         let micros = std::env::var("SYMBIONT_SPIN_US")

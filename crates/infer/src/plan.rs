@@ -122,11 +122,8 @@ pub struct StackPlan {
     threads: usize,
     team: std::sync::Arc<Team>,
     // Buffers kept between calls (grown on demand, never shrunk).
-    gates: Vec<f32>,
-    pre: Vec<f32>,
     outs: Vec<Vec<f32>>,
-    zero_h: Vec<f32>,
-    c_tmp: Vec<f32>,
+    bufs: DirBuffers,
 }
 
 /// One row of a matrix description: name, format, non-zeros, bytes.
@@ -208,11 +205,8 @@ impl StackPlan {
             layers: out,
             threads: opts.threads,
             team: std::sync::Arc::new(Team::new(opts.threads)),
-            gates: Vec::new(),
-            pre: Vec::new(),
             outs: Vec::new(),
-            zero_h: Vec::new(),
-            c_tmp: Vec::new(),
+            bufs: DirBuffers::default(),
         };
         match opts.step_threads {
             Some(n) => plan
@@ -406,10 +400,7 @@ impl StackPlan {
                     st,
                     Scratch {
                         team: &self.team,
-                        gates: &mut self.gates,
-                        pre: &mut self.pre,
-                        zero_h: &mut self.zero_h,
-                        c: &mut self.c_tmp,
+                        bufs: &mut self.bufs,
                     },
                     self.threads,
                 );
@@ -466,7 +457,8 @@ impl StackPlan {
         // hits them all: timed one after the other, a busy second at batch 16 made the single
         // thread look faster and the plan ran its steps at half speed; tuned layer by layer, a
         // stretch of the other core being taken (tens of ms on this VM) covered all of one
-        // layer's samples and gave it a serial plan in two of three builds (batch 16, H = 200).
+        // layer's samples and gave it a serial plan in two of three builds (`SYMBIONT_TUNE_DEBUG=1
+        // symbiont bench --layers 2 --hidden 200 --batch 16 --seq 35 --threads 2 --json`).
         let tuning = Instant::now();
         for rep in 0..=TUNE_MAX_SAMPLES {
             if rep > TUNE_MIN_SAMPLES && tuning.elapsed() >= TUNE_MIN_SPAN {
@@ -486,7 +478,9 @@ impl StackPlan {
                         // they parked, and waking a parked thread (an idle vCPU here) cost the
                         // first threaded run up to milliseconds, which back-to-back runs never
                         // pay; untimed, the threaded options lost to serial at batch 16 while
-                        // running 1.3-1.6x faster than it in the plan.
+                        // running 1.3-1.6x faster than it in the plan (the command above, and
+                        // the same with `--step-threads 1` / `--step-threads 2 --step-split
+                        // batch`: 7.2-9.4 vs 5.4-5.8 ms).
                         self.team.run(parts, &|_, _| {});
                     }
                     let start = Instant::now();
@@ -503,10 +497,7 @@ impl StackPlan {
                         None,
                         Scratch {
                             team: &self.team,
-                            gates: &mut self.gates,
-                            pre: &mut self.pre,
-                            zero_h: &mut self.zero_h,
-                            c: &mut self.c_tmp,
+                            bufs: &mut self.bufs,
                         },
                         self.threads,
                     );
@@ -540,13 +531,23 @@ impl StackPlan {
     }
 }
 
-/// Buffers a direction borrows from the plan.
+/// The working buffers of one direction's run, kept by the plan between runs.
+#[derive(Default)]
+struct DirBuffers {
+    /// Gate pre-activations of every step.
+    gates: Vec<f32>,
+    /// The H-LSTM's second-layer pre-activations of one step.
+    pre: Vec<f32>,
+    /// h_{-1} (zero, or a copy of the streaming state).
+    zero_h: Vec<f32>,
+    /// The cell state when no streaming state is given.
+    c: Vec<f32>,
+}
+
+/// What a direction borrows from the plan.
 struct Scratch<'a> {
     team: &'a Team,
-    gates: &'a mut Vec<f32>,
-    pre: &'a mut Vec<f32>,
-    zero_h: &'a mut Vec<f32>,
-    c: &'a mut Vec<f32>,
+    bufs: &'a mut DirBuffers,
 }
 
 /// One direction of one layer over the whole sequence, writing h_t into columns
@@ -571,7 +572,12 @@ fn run_direction(
         Cell::Lstm { w_ih, bias, .. } => (4 * h, w_ih, bias),
         Cell::Hlstm { m, w_ih1, b1, .. } => (4 * m, w_ih1, b1),
     };
-    let gates = s.gates;
+    let DirBuffers {
+        gates,
+        pre,
+        zero_h,
+        c,
+    } = s.bufs;
     gates.resize(t * b * g, 0.0);
     let pieces = w_in.balanced_pieces(threads, unit_align(w_in.row_align()));
     let gp = SharedMut(gates.as_mut_ptr());
@@ -584,11 +590,9 @@ fn run_direction(
     match state {
         Some((sh, sc)) => {
             // h_{-1} is copied: during the loop the output rows, not the state, feed the steps.
-            s.zero_h.clear();
-            s.zero_h.extend_from_slice(sh);
-            step_loop(
-                dir, h, t, b, gates, out, col0, ldo, s.zero_h, sc, s.pre, s.team,
-            );
+            zero_h.clear();
+            zero_h.extend_from_slice(sh);
+            step_loop(dir, h, t, b, gates, out, col0, ldo, zero_h, sc, pre, s.team);
             let last = if dir.reverse { 0 } else { t - 1 };
             for bb in 0..b {
                 let src = (last * b + bb) * ldo + col0;
@@ -596,13 +600,11 @@ fn run_direction(
             }
         }
         None => {
-            s.zero_h.clear();
-            s.zero_h.resize(b * h, 0.0);
-            s.c.clear();
-            s.c.resize(b * h, 0.0);
-            step_loop(
-                dir, h, t, b, gates, out, col0, ldo, s.zero_h, s.c, s.pre, s.team,
-            );
+            zero_h.clear();
+            zero_h.resize(b * h, 0.0);
+            c.clear();
+            c.resize(b * h, 0.0);
+            step_loop(dir, h, t, b, gates, out, col0, ldo, zero_h, c, pre, s.team);
         }
     }
 }
@@ -611,8 +613,8 @@ fn run_direction(
 /// and the layer output.
 struct LoopBuffers {
     g: usize,
-    gp: SharedMut,
-    cp: SharedMut,
+    gp: SharedMut<f32>,
+    cp: SharedMut<f32>,
     layout: OutLayout,
 }
 
@@ -648,7 +650,7 @@ impl LoopBuffers {
 /// `col0 .. col0 + h` of each row.
 #[derive(Clone, Copy)]
 struct OutLayout {
-    out: SharedMut,
+    out: SharedMut<f32>,
     len: usize,
     b: usize,
     h: usize,
@@ -701,29 +703,16 @@ fn step_loop(
     pre: &mut Vec<f32>,
     team: &Team,
 ) {
+    let buffers = LoopBuffers::new(gates, out, c, t, b, h, ldo, col0);
     if let (Cell::Lstm { w_hh, .. }, true, true) = (&dir.cell, dir.by_batch, dir.parts > 1) {
-        return step_loop_by_batch(
-            dir.reverse,
-            w_hh,
-            dir.parts,
-            h,
-            t,
-            b,
-            gates,
-            out,
-            col0,
-            ldo,
-            h0,
-            c,
-            team,
-        );
+        return step_loop_by_batch(dir.reverse, w_hh, dir.parts, buffers, t, h0, team);
     }
     let step_align = match &dir.cell {
         Cell::Lstm { w_hh, .. } => w_hh.row_align(),
         Cell::Hlstm { w2, .. } => w2.row_align(),
     };
     let units = split_units(h, dir.parts, unit_align(step_align));
-    let LoopBuffers { g, gp, cp, layout } = LoopBuffers::new(gates, out, c, t, b, h, ldo, col0);
+    let LoopBuffers { g, gp, cp, layout } = buffers;
     let op = layout.out;
     if let Cell::Hlstm { .. } = dir.cell {
         pre.resize(b * 4 * h, 0.0);
@@ -828,25 +817,25 @@ fn step_loop(
 /// wait for each other until the end. Each reads all of W_hh per step instead of its share, which
 /// pays when W_hh stays in L2 or the product is compute-bound (several batch rows per thread);
 /// the plan times it against the unit split.
-#[allow(clippy::too_many_arguments)]
 fn step_loop_by_batch(
     reverse: bool,
     w_hh: &GateMatrix,
     parts: usize,
-    h: usize,
+    buffers: LoopBuffers,
     t: usize,
-    b: usize,
-    gates: &mut [f32],
-    out: &mut [f32],
-    col0: usize,
-    ldo: usize,
     h0: &[f32],
-    c: &mut [f32],
     team: &Team,
 ) {
+    let LoopBuffers { g, gp, cp, layout } = buffers;
+    let OutLayout {
+        out: op,
+        b,
+        h,
+        ldo,
+        col0,
+        ..
+    } = layout;
     let rows = split_units(b, parts, 1);
-    let LoopBuffers { g, gp, cp, layout } = LoopBuffers::new(gates, out, c, t, b, h, ldo, col0);
-    let op = layout.out;
     team.run(rows.len(), &|p, _| {
         let br = rows[p].clone();
         let nb = br.len();

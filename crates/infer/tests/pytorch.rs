@@ -77,6 +77,21 @@ fn configs(b: usize, t: usize) -> Vec<(PlanOptions, f32)> {
     out
 }
 
+/// The fixture's sparse word language model (V = 50), its tokens (T = 6, B = 3, time-major) and
+/// PyTorch's logits of every step.
+fn tiny_lm() -> (ModelWeights, Vec<u32>, Vec<f32>) {
+    let f = fixture("infer_tiny.safetensors");
+    let w = ModelWeights::from_file_prefixed(&f, "lm.").unwrap();
+    assert_eq!(w.vocab(), Some(50));
+    let tokens = f
+        .ints("lm.tokens", None)
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+    (w, tokens, floats(&f, "lm.logits"))
+}
+
 fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -121,16 +136,7 @@ fn bidirectional_stack_refuses_a_streaming_state() {
 
 #[test]
 fn sparse_language_model_matches_pytorch_whole_and_streaming() {
-    let f = fixture("infer_tiny.safetensors");
-    let w = ModelWeights::from_file_prefixed(&f, "lm.").unwrap();
-    assert_eq!(w.vocab(), Some(50));
-    let tokens: Vec<u32> = f
-        .ints("lm.tokens", None)
-        .unwrap()
-        .into_iter()
-        .map(|v| v as u32)
-        .collect();
-    let want = floats(&f, "lm.logits");
+    let (w, tokens, want) = tiny_lm();
     let (t, b, v) = (6, 3, 50);
     for (opts, tol) in configs(b, t) {
         let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);
@@ -237,15 +243,7 @@ fn export_then_import_computes_the_same_function() {
 fn batch_one_matches_pytorch_sequence_by_sequence() {
     // Batch 1 takes its own kernels (8-row dot products, no batch blocking): each of the
     // fixture's three sequences alone must give its column of PyTorch's logits.
-    let f = fixture("infer_tiny.safetensors");
-    let w = ModelWeights::from_file_prefixed(&f, "lm.").unwrap();
-    let tokens: Vec<u32> = f
-        .ints("lm.tokens", None)
-        .unwrap()
-        .into_iter()
-        .map(|v| v as u32)
-        .collect();
-    let want = floats(&f, "lm.logits");
+    let (w, tokens, want) = tiny_lm();
     let (t, b, v) = (6, 3, 50);
     for (opts, tol) in configs(1, t) {
         let (threads, format, dtype) = (opts.threads, opts.format, opts.dtype);

@@ -1,6 +1,7 @@
 //! The one GEMM entry point of the engine, over the `gemm` crate (chosen over `faer` by
 //! measurement at our shapes: see docs/gemm.md), plus its naive reference.
 
+use crate::shared::{SharedConst, SharedMut};
 use crate::Real;
 
 /// Whether an operand is used as stored (row-major) or transposed.
@@ -192,11 +193,11 @@ unsafe fn gemm_raw<F: Real>(
             m,
             n,
             k,
-            Out(c),
+            SharedMut(c),
             ldc,
-            In(a),
+            SharedConst(a),
             (a_rs, a_cs),
-            In(b),
+            SharedConst(b),
             (b_rs, b_cs),
             alpha,
             beta,
@@ -239,20 +240,6 @@ unsafe fn gemm_raw<F: Real>(
 /// line of f32 in C's rows).
 const SPLIT_ALIGN: usize = 16;
 
-/// A read-only operand pointer shared by the blocks of one product.
-#[derive(Clone, Copy)]
-struct In<F>(*const F);
-// SAFETY: only read, during the product.
-unsafe impl<F> Send for In<F> {}
-unsafe impl<F> Sync for In<F> {}
-
-/// The output pointer shared by the blocks of one product (each writes its own block of C).
-#[derive(Clone, Copy)]
-struct Out<F>(*mut F);
-// SAFETY: the blocks of C written by different threads are disjoint.
-unsafe impl<F> Send for Out<F> {}
-unsafe impl<F> Sync for Out<F> {}
-
 /// The product cut along the larger of m and n into `parts` blocks (boundaries at multiples of
 /// [`SPLIT_ALIGN`]), each run by one single-threaded crate call on its own rayon task.
 ///
@@ -264,11 +251,11 @@ unsafe fn split_gemm<F: Real>(
     m: usize,
     n: usize,
     k: usize,
-    c: Out<F>,
+    c: SharedMut<F>,
     ldc: usize,
-    a: In<F>,
+    a: SharedConst<F>,
     a_strides: (isize, isize),
-    b: In<F>,
+    b: SharedConst<F>,
     b_strides: (isize, isize),
     alpha: F,
     beta: F,
@@ -286,7 +273,6 @@ unsafe fn split_gemm<F: Real>(
     rayon::scope(|s| {
         for &(lo, hi) in &bounds {
             s.spawn(move |_| {
-                let (c, a, b) = (c, a, b);
                 // SAFETY: block [lo, hi) of C's columns (or rows) belongs to this task only; the
                 // shifted operands stay inside the caller's checked extents.
                 unsafe {
@@ -295,11 +281,11 @@ unsafe fn split_gemm<F: Real>(
                             m,
                             hi - lo,
                             k,
-                            c.0.add(lo),
+                            c.get().add(lo),
                             ldc,
-                            a.0,
+                            a.get(),
                             a_strides,
-                            b.0.offset(lo as isize * b_strides.1),
+                            b.get().offset(lo as isize * b_strides.1),
                             b_strides,
                             alpha,
                             beta,
@@ -310,11 +296,11 @@ unsafe fn split_gemm<F: Real>(
                             hi - lo,
                             n,
                             k,
-                            c.0.add(lo * ldc),
+                            c.get().add(lo * ldc),
                             ldc,
-                            a.0.offset(lo as isize * a_strides.0),
+                            a.get().offset(lo as isize * a_strides.0),
                             a_strides,
-                            b.0,
+                            b.get(),
                             b_strides,
                             alpha,
                             beta,

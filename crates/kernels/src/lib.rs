@@ -11,6 +11,7 @@ pub mod packed;
 pub mod real;
 pub mod reduce;
 pub mod rng;
+pub mod shared;
 pub mod small_m;
 pub mod softmax;
 pub mod support;

@@ -46,10 +46,15 @@ fn per_line<T>() -> usize {
     ALIGN / std::mem::size_of::<T>()
 }
 
+/// An aligned buffer of `len` zeros (`T::default()`), for the packers to fill.
+pub(crate) fn zeroed_lines<T: Copy + Default>(len: usize) -> Lines<T> {
+    Lines::from_iter(ALIGN, std::iter::repeat_n(T::default(), len))
+}
+
 /// Row-major `[rows, k]` copied into an aligned buffer with rows `ld` apart (`ld` ≥ `k`, the
 /// padding zero).
 fn padded_rows<T: Copy + Default>(w: &[T], rows: usize, k: usize, ld: usize) -> Lines<T> {
-    let mut out = Lines::from_iter(ALIGN, std::iter::repeat_n(T::default(), rows * ld));
+    let mut out = zeroed_lines(rows * ld);
     for r in 0..rows {
         out[r * ld..r * ld + k].copy_from_slice(&w[r * k..(r + 1) * k]);
     }
@@ -185,19 +190,12 @@ impl PackedMatrix {
                     ld,
                 }
             }
-            Format::Panel => {
-                Storage::Panel(Lines::from_slice(ALIGN, &dense::pack_panels(w, rows, cols)))
-            }
+            Format::Panel => Storage::Panel(dense::pack_panels(w, rows, cols)),
             Format::Bf16Panel => {
                 let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
-                Storage::Bf16Panel(Lines::from_slice(
-                    ALIGN,
-                    &dense::pack_panels(&b, rows, cols),
-                ))
+                Storage::Bf16Panel(dense::pack_panels(&b, rows, cols))
             }
-            Format::Bf16Amx => {
-                Storage::Bf16Amx(Lines::from_slice(ALIGN, &amx::pack(w, rows, cols)))
-            }
+            Format::Bf16Amx => Storage::Bf16Amx(amx::pack(w, rows, cols)),
             Format::Csr => Storage::Csr(Csr::from_dense(w, rows, cols)),
             Format::CsrBf16 => Storage::Csr(Csr::from_dense(w, rows, cols).into_bf16()),
             Format::Bsr(br, bc) => Storage::Bsr(Bsr::from_dense(w, rows, cols, br, bc)),
@@ -421,20 +419,10 @@ impl PackedMatrix {
         unsafe {
             match &self.storage {
                 Storage::Dense { w, ld } => {
-                    let m = DenseRows {
-                        w: DenseWeights::F32(w),
-                        k,
-                        ld: *ld,
-                    };
-                    dense_acc(m, o, rows)
+                    dense_acc(DenseRows::new(DenseWeights::F32(w), k, *ld), o, rows)
                 }
                 Storage::Bf16 { w, ld } => {
-                    let m = DenseRows {
-                        w: DenseWeights::Bf16(w),
-                        k,
-                        ld: *ld,
-                    };
-                    dense_acc(m, o, rows)
+                    dense_acc(DenseRows::new(DenseWeights::Bf16(w), k, *ld), o, rows)
                 }
                 Storage::Panel(w) => dense::panel_acc(DenseWeights::F32(w), k, o, rows),
                 Storage::Bf16Panel(w) => dense::panel_acc(DenseWeights::Bf16(w), k, o, rows),
@@ -568,12 +556,8 @@ mod tests {
         let mut got = vec![0.5; nb * rows];
         // SAFETY: got has nb * rows elements, exclusively borrowed.
         unsafe {
-            dense::dense_acc_portable(
-                DenseRows {
-                    w: DenseWeights::F32(&w),
-                    k: cols,
-                    ld: cols,
-                },
+            dense::portable_dense_acc(
+                DenseRows::new(DenseWeights::F32(&w), cols, cols),
                 Operands {
                     x: &x,
                     ldx: cols,
@@ -671,7 +655,9 @@ mod tests {
                 Storage::Dense { w, ld } => (w.as_ptr() as usize, ld * 4),
                 Storage::Bf16 { w, ld } => (w.as_ptr() as usize, ld * 2),
                 Storage::Panel(w) => (w.as_ptr() as usize, 13 * 32 * 4),
-                Storage::Bf16Panel(w) | Storage::Bf16Amx(w) => (w.as_ptr() as usize, ALIGN),
+                Storage::Bf16Panel(w) => (w.as_ptr() as usize, 13 * 32 * 2),
+                // One 16-row x 32-column tile of bf16.
+                Storage::Bf16Amx(w) => (w.as_ptr() as usize, amx::TILE_VALUES * 2),
                 _ => unreachable!("dense formats only"),
             };
             assert_eq!(base % ALIGN, 0, "{format}: buffer not line-aligned");

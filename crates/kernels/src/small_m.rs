@@ -47,11 +47,7 @@ impl<F> Default for PackedB<F> {
 
 impl<F: Real> PackedB<F> {
     pub fn new() -> Self {
-        Self {
-            k: 0,
-            n: 0,
-            data: crate::packed::Lines::new(crate::packed::ALIGN),
-        }
+        Self::default()
     }
 
     /// Rows (the product's inner dimension).

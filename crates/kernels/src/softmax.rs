@@ -1,6 +1,7 @@
 //! Fused, numerically stable softmax + cross-entropy over rows of logits, forward and backward in
 //! one pass over the (N, V) matrix, parallel over rows.
 
+use crate::shared::SharedMut;
 use crate::Real;
 use rayon::prelude::*;
 
@@ -38,13 +39,6 @@ pub struct XentGrad<'a, F> {
     /// shapes `softmax_dw` vs `softmax_dw_pre_t`) — cheaper than the strided GEMM operand.
     pub transposed: Option<&'a mut [F]>,
 }
-
-/// Raw pointer for disjoint parallel writes into one buffer.
-#[derive(Clone, Copy)]
-struct SharedMut<F>(*mut F);
-// SAFETY: only used to write disjoint index sets from different tasks (see the caller).
-unsafe impl<F> Send for SharedMut<F> {}
-unsafe impl<F> Sync for SharedMut<F> {}
 
 /// [`softmax_xent`] with the output layer's bias fused in (`bias` (V) is first added to every
 /// row, in place) and, with `grad`, the gradient written in place, its column sums and optionally
@@ -108,7 +102,7 @@ pub fn softmax_xent_biased<F: Real>(
                         // SAFETY: this task owns rows r0..r0+count, so it alone writes columns
                         // r0..r0+count of every row j of the (V, N) buffer; j*n + r0 + i < V*N
                         // (asserted length above).
-                        unsafe { *ptr.0.add(j * n + r0 + i) = rows[i * v + j] };
+                        unsafe { *ptr.get().add(j * n + r0 + i) = rows[i * v + j] };
                     }
                 }
             }

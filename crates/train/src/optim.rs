@@ -92,14 +92,9 @@ impl Optimizer {
         }
         assert_eq!(params.len(), grads.len());
         self.steps += 1;
-        let lr32 = lr as f32;
-        // The same expression as the dense pass (weight decay 0), so the results are identical.
-        let wd = 0.0f32;
-        support.par_zip_mut(params, grads, |p, g| {
-            for (p, &g) in p.iter_mut().zip(g) {
-                *p -= lr32 * (gs * g + wd * *p);
-            }
-        });
+        // The dense pass's update (weight decay 0), so the results are identical.
+        let (lr32, wd) = (lr as f32, 0.0);
+        support.par_zip_mut(params, grads, |p, g| sgd_update(p, g, lr32, gs, wd));
     }
 
     /// One update from the gradients `gs * grads` (`gs`: the clipping factor), bit for bit
@@ -125,16 +120,10 @@ impl Optimizer {
                         }
                     });
             }
-            OptimKind::Sgd => {
-                params
-                    .par_chunks_mut(CHUNK)
-                    .zip(grads.par_chunks(CHUNK))
-                    .for_each(|(p, g)| {
-                        for (p, &g) in p.iter_mut().zip(g) {
-                            *p -= lr32 * (gs * g + wd * *p);
-                        }
-                    });
-            }
+            OptimKind::Sgd => params
+                .par_chunks_mut(CHUNK)
+                .zip(grads.par_chunks(CHUNK))
+                .for_each(|(p, g)| sgd_update(p, g, lr32, gs, wd)),
             OptimKind::Adam | OptimKind::AdamW => {
                 let decoupled = c.kind == OptimKind::AdamW;
                 let (b1, b2) = (c.beta1, c.beta2);
@@ -165,6 +154,15 @@ impl Optimizer {
                     });
             }
         }
+    }
+}
+
+/// Plain SGD with L2 weight decay over one piece: `p -= lr · (gs · g + wd · p)`. One copy for
+/// the dense and the support pass, which must agree bit for bit.
+#[inline(always)]
+fn sgd_update(p: &mut [f32], g: &[f32], lr: f32, gs: f32, wd: f32) {
+    for (p, &g) in p.iter_mut().zip(g) {
+        *p -= lr * (gs * g + wd * *p);
     }
 }
 

@@ -17,7 +17,7 @@
 //! configured and released inside each call.
 
 use super::dense::{bf16_to_f32, f32_to_bf16};
-use super::Operands;
+use super::{zeroed_lines, Lines, Operands};
 use std::ops::Range;
 
 /// Rows per panel (the C tile's columns).
@@ -25,7 +25,7 @@ pub(crate) const PANEL_ROWS: usize = 16;
 /// Columns per tile (16 pairs).
 const TILE_COLS: usize = 32;
 /// bf16 values per B tile.
-const TILE_VALUES: usize = PANEL_ROWS * TILE_COLS;
+pub(crate) const TILE_VALUES: usize = PANEL_ROWS * TILE_COLS;
 
 /// Whether this CPU and kernel run the AMX kernel.
 pub fn available() -> bool {
@@ -50,8 +50,8 @@ fn at(k: usize, r: usize, j: usize) -> usize {
 }
 
 /// Row-major f32 `[rows, k]` → bf16 tiles (rounded to nearest even; padding is zero).
-pub(crate) fn pack(w: &[f32], rows: usize, k: usize) -> Vec<u16> {
-    let mut out = vec![0u16; rows.div_ceil(PANEL_ROWS) * chunks(k) * TILE_VALUES];
+pub(crate) fn pack(w: &[f32], rows: usize, k: usize) -> Lines<u16> {
+    let mut out = zeroed_lines(rows.div_ceil(PANEL_ROWS) * chunks(k) * TILE_VALUES);
     for r in 0..rows {
         for j in 0..k {
             out[at(k, r, j)] = f32_to_bf16(w[r * k + j]);

@@ -41,7 +41,7 @@ impl Bsr {
         let (nbr, nbc) = (rows.div_ceil(br), cols.div_ceil(bc));
         let mut block_ptr = vec![0u32];
         let mut idx = Vec::new();
-        let mut vals = Vec::new();
+        let mut vals = Lines::new(ALIGN);
         let at = |r: usize, c: usize| {
             if r < rows && c < cols {
                 w[r * cols + c]
@@ -75,7 +75,7 @@ impl Bsr {
             bc,
             block_ptr,
             block_col,
-            vals: Lines::from_slice(ALIGN, &vals),
+            vals,
         }
     }
 

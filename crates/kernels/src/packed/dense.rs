@@ -9,7 +9,7 @@
 //! The AVX-512 path is chosen at run time; the portable path (lane arrays the compiler
 //! vectorizes) serves other CPUs and is checked against the same reference.
 
-use super::Operands;
+use super::{zeroed_lines, Lines, Operands};
 use std::ops::Range;
 
 /// Weight storage of a dense matrix.
@@ -23,13 +23,19 @@ pub(crate) enum DenseWeights<'a> {
 ///
 /// The packer pads `ld` to a whole number of 64-byte lines and aligns the buffer (see
 /// `packed::ALIGN`): an unaligned 64-byte load spans two cache lines, and from L2 that halves the
-/// batch-1 product's rate (400 x 400 f32 on one core: 14.2 us with 16-byte-aligned rows, 7.5 us
-/// with 64-byte-aligned ones; docs/benchmarks.md).
+/// batch-1 product's rate (400 x 400 f32 on one core, a loop of 20 000 products: 14.2 us each
+/// with 16-byte-aligned rows, 7.3 us with 64-byte-aligned ones; docs/inference.md).
 #[derive(Clone, Copy)]
 pub(crate) struct DenseRows<'a> {
     pub w: DenseWeights<'a>,
     pub k: usize,
     pub ld: usize,
+}
+
+impl<'a> DenseRows<'a> {
+    pub fn new(w: DenseWeights<'a>, k: usize, ld: usize) -> Self {
+        DenseRows { w, k, ld }
+    }
 }
 
 /// bf16 → f32 (exact: bf16 is the upper half of an f32).
@@ -92,8 +98,9 @@ pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<us
     unsafe { portable_dense_acc(m, o, rows) }
 }
 
-/// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time.
-unsafe fn portable_dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
+/// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time (tests run it
+/// where AVX-512 exists too, against the same reference).
+pub(crate) unsafe fn portable_dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
     let Operands { x, ldx, nb, y, ldy } = o;
     const L: usize = 8;
     let DenseRows { w, k, ld } = m;
@@ -223,29 +230,28 @@ pub(crate) mod avx512 {
         o: Operands<'_>,
         rows: Range<usize>,
     ) {
-        let Operands { x, ldx, nb, y, ldy } = o;
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let (wp, y) = (w.as_ptr(), o.y);
         let mut r = rows.start;
         // SAFETY (whole body): forwarded contract of `dense_acc`.
         unsafe {
             while r + R <= rows.end {
-                row_block::<T, R, NB>(wp.add(r * ld), k, ld, xp, ldx, nb, y.add(r), ldy);
+                row_block::<T, R, NB>(wp.add(r * ld), k, ld, Operands { y: y.add(r), ..o });
                 r += R;
             }
             // The last rows.end - r < R rows as one block of that height: a block's time is set
             // by its FMA dependency chains, not its height, so single rows (the earlier tail)
             // cost as much each as a full block (at H = 650 the thread with 330 units spent
             // 43 block-times per gate against 40 for the one with 320, and the other waited).
-            let (w, y) = (wp.add(r * ld), y.add(r));
+            let (w, o) = (wp.add(r * ld), Operands { y: y.add(r), ..o });
             match rows.end - r {
                 0 => {}
-                1 => row_block::<T, 1, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                2 => row_block::<T, 2, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                3 => row_block::<T, 3, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                4 => row_block::<T, 4, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                5 => row_block::<T, 5, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                6 => row_block::<T, 6, NB>(w, k, ld, xp, ldx, nb, y, ldy),
-                7 => row_block::<T, 7, NB>(w, k, ld, xp, ldx, nb, y, ldy),
+                1 => row_block::<T, 1, NB>(w, k, ld, o),
+                2 => row_block::<T, 2, NB>(w, k, ld, o),
+                3 => row_block::<T, 3, NB>(w, k, ld, o),
+                4 => row_block::<T, 4, NB>(w, k, ld, o),
+                5 => row_block::<T, 5, NB>(w, k, ld, o),
+                6 => row_block::<T, 6, NB>(w, k, ld, o),
+                7 => row_block::<T, 7, NB>(w, k, ld, o),
                 _ => unreachable!("the tail is shorter than a block of R ≤ 8 rows"),
             }
         }
@@ -253,17 +259,14 @@ pub(crate) mod avx512 {
 
     /// `R` weight rows against every batch row: blocks of `NB` batch rows, then singles.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn row_block<T: Load, const R: usize, const NB: usize>(
         w: *const T,
         k: usize,
         ld: usize,
-        x: *const f32,
-        ldx: usize,
-        nb: usize,
-        y: *mut f32,
-        ldy: usize,
+        o: Operands<'_>,
     ) {
+        let Operands { x, ldx, nb, y, ldy } = o;
+        let x = x.as_ptr();
         // SAFETY (whole body): forwarded contract of `dense_acc` for these rows.
         unsafe {
             let mut b = 0;
@@ -405,9 +408,9 @@ pub(crate) mod avx512 {
 pub(crate) const PANEL_ROWS: usize = 32;
 
 /// Row-major `[rows, k]` → 32-row panels `[rows/32][k][32]` (last panel zero-padded).
-pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> Vec<T> {
+pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> Lines<T> {
     let panels = rows.div_ceil(PANEL_ROWS);
-    let mut out = vec![T::default(); panels * k * PANEL_ROWS];
+    let mut out = zeroed_lines(panels * k * PANEL_ROWS);
     for r in 0..rows {
         let (p, i) = (r / PANEL_ROWS, r % PANEL_ROWS);
         for j in 0..k {
@@ -462,11 +465,4 @@ pub(crate) unsafe fn scalar_acc(
             unsafe { *y.add(b * ldy + r) += s };
         }
     }
-}
-
-/// Runs the portable kernel even where AVX-512 exists (tests compare both against the reference).
-#[cfg(test)]
-pub(crate) unsafe fn dense_acc_portable(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
-    // SAFETY: forwarded contract.
-    unsafe { portable_dense_acc(m, o, rows) }
 }
