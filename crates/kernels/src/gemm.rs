@@ -168,7 +168,7 @@ pub unsafe fn matmul_acc_bt_serial(
 /// Every element reached through the pointers and strides must be valid; `c`'s elements must not
 /// be written by anyone else during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw<F: Real>(
+pub(crate) unsafe fn gemm_raw<F: Real>(
     m: usize,
     n: usize,
     k: usize,

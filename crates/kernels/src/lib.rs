@@ -7,11 +7,13 @@
 pub mod activation;
 pub mod fpmode;
 pub mod gemm;
+pub mod isa;
 pub mod packed;
 pub mod real;
 pub mod reduce;
 pub mod rng;
 pub mod shared;
+mod simd;
 pub mod small_m;
 pub mod softmax;
 pub mod support;

@@ -7,15 +7,22 @@ mod bsr;
 mod csr;
 mod dense;
 
-pub use amx::available as amx_available;
+pub use amx::available as amx_supported;
 pub use bsr::{Bsr, BLOCK_SHAPES};
 pub use csr::{Csr, Indices};
 pub use dense::{bf16_to_f32, f32_to_bf16};
 
 use aligned_vec::{AVec, ConstAlign};
 use dense::{dense_acc, DenseRows, DenseWeights};
+use crate::isa::{self, Isa};
 use std::fmt;
 use std::ops::Range;
+
+/// Whether bf16 plans may use AMX tiles: the process runs at the `amx` level
+/// ([`isa::active`]; forcing a lower level turns them off).
+pub fn amx_available() -> bool {
+    isa::active() == Isa::Amx
+}
 
 /// Alignment of packed weights, bytes: one cache line, so that no 64-byte load straddles two
 /// lines (an unaligned load costs two L1 accesses; from L2 the batch-1 product ran at half
@@ -375,7 +382,27 @@ impl PackedMatrix {
         ldy: usize,
         rows: Range<usize>,
     ) {
+        self.acc_at(isa::active(), x, ldx, nb, y, ldy, rows)
+    }
+
+    /// [`PackedMatrix::acc`] at an explicit ISA level (tests and benchmarks compare levels in one
+    /// process). `Bf16Amx` matrices run their tile kernel only at the `amx` level.
+    ///
+    /// # Panics
+    /// As `acc`, and if this CPU lacks `level`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn acc_at(
+        &self,
+        level: Isa,
+        x: &[f32],
+        ldx: usize,
+        nb: usize,
+        y: &mut [f32],
+        ldy: usize,
+        rows: Range<usize>,
+    ) {
         self.check(x, ldx, nb, y.len(), ldy, &rows);
+        assert!(level.supported(), "ISA level {level} is not supported here");
         let o = Operands {
             x,
             ldx,
@@ -384,7 +411,7 @@ impl PackedMatrix {
             ldy,
         };
         // SAFETY: bounds checked above; `y` is borrowed mutably for the whole call.
-        unsafe { self.acc_unchecked(o, rows) }
+        unsafe { self.acc_unchecked(level, o, rows) }
     }
 
     /// [`PackedMatrix::acc`] through a raw output pointer, so threads can fill disjoint row
@@ -405,11 +432,11 @@ impl PackedMatrix {
     ) {
         self.check(x, ldx, nb, usize::MAX, ldy, &rows);
         let o = Operands { x, ldx, nb, y, ldy };
-        // SAFETY: forwarded contract.
-        unsafe { self.acc_unchecked(o, rows) }
+        // SAFETY: forwarded contract; `active` is supported by construction.
+        unsafe { self.acc_unchecked(isa::active(), o, rows) }
     }
 
-    unsafe fn acc_unchecked(&self, o: Operands<'_>, rows: Range<usize>) {
+    unsafe fn acc_unchecked(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         let Operands { nb, .. } = o;
         if nb == 0 || rows.is_empty() {
             return;
@@ -419,16 +446,18 @@ impl PackedMatrix {
         unsafe {
             match &self.storage {
                 Storage::Dense { w, ld } => {
-                    dense_acc(DenseRows::new(DenseWeights::F32(w), k, *ld), o, rows)
+                    dense_acc(level, DenseRows::new(DenseWeights::F32(w), k, *ld), o, rows)
                 }
                 Storage::Bf16 { w, ld } => {
-                    dense_acc(DenseRows::new(DenseWeights::Bf16(w), k, *ld), o, rows)
+                    dense_acc(level, DenseRows::new(DenseWeights::Bf16(w), k, *ld), o, rows)
                 }
-                Storage::Panel(w) => dense::panel_acc(DenseWeights::F32(w), k, o, rows),
-                Storage::Bf16Panel(w) => dense::panel_acc(DenseWeights::Bf16(w), k, o, rows),
-                Storage::Bf16Amx(w) => amx::acc(w, k, o, rows),
-                Storage::Csr(c) => c.acc(o, rows),
-                Storage::Bsr(b) => b.acc(o, rows),
+                Storage::Panel(w) => dense::panel_acc(level, DenseWeights::F32(w), k, o, rows),
+                Storage::Bf16Panel(w) => {
+                    dense::panel_acc(level, DenseWeights::Bf16(w), k, o, rows)
+                }
+                Storage::Bf16Amx(w) => amx::acc(level, w, k, o, rows),
+                Storage::Csr(c) => c.acc(level, o, rows),
+                Storage::Bsr(b) => b.acc(level, o, rows),
             }
         }
     }
@@ -499,13 +528,15 @@ mod tests {
         // kernel's, not the format's.
         let mut want = y0.clone();
         m.acc_reference(&x, ldx, nb, &mut want, ldy, 0..rows);
-        let mut got = y0.clone();
-        m.acc(&x, ldx, nb, &mut got, ldy, 0..rows);
-        let err = max_rel_err(&got, &want);
-        assert!(
-            err < 2e-5,
-            "{format} {rows}x{cols} nb={nb} d={density}: max rel err {err}"
-        );
+        for level in isa::supported() {
+            let mut got = y0.clone();
+            m.acc_at(level, &x, ldx, nb, &mut got, ldy, 0..rows);
+            let err = max_rel_err(&got, &want);
+            assert!(
+                err < 2e-5,
+                "{format} at {level} {rows}x{cols} nb={nb} d={density}: max rel err {err}"
+            );
+        }
         // A row sub-range leaves the other rows alone.
         let a = m.row_align();
         if rows >= 2 * a {
@@ -544,7 +575,6 @@ mod tests {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn portable_dense_kernel_matches_the_reference() {
         let (rows, cols, nb) = (37, 45, 3);

@@ -6,21 +6,22 @@
 //! 170–190 for large products (`symbiont peak`, rows `recurrent_*`): its blocking is made for
 //! large m and it re-reads B with the weight's row stride. Here B is packed once into 32-column
 //! strips stored contiguously (`[strip][k][32]`, zero-padded), so each call streams it front to
-//! back; a block of ≤ 12 rows of `a` keeps its 2 x rows accumulators in AVX-512 registers for
-//! the whole k loop. Reading B in place instead (row stride 2.6–24 KB; a removed first version of
+//! back; a block of rows of `a` keeps its 2 x rows accumulators in registers for the whole k
+//! loop (12 rows at AVX-512, 6 at AVX2, each strip in two-vector column chunks; `crate::simd`). Reading B in place instead (row stride 2.6–24 KB; a removed first version of
 //! this kernel) measured 25–69 GFLOP/s: every k step touches a new page. Columns are split
 //! between threads in whole strips.
 
 use crate::gemm::fits;
+use crate::isa::{self, Isa};
+use crate::simd::{self, Kernel, Simd};
 use crate::Real;
 use rayon::prelude::*;
-#[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 
-/// Rows of `a` per register block: 12 x 2 accumulators + 2 B vectors + 1 broadcast fit in the
-/// 32 AVX-512 registers.
+/// Most rows of `a` per register block: 12 x 2 accumulators + 2 B vectors + 1 broadcast fit in
+/// the 32 AVX-512 registers (AVX2's 16 registers take 6 rows: [`Simd::ACC_REGS`]).
 const MAX_ROWS: usize = 12;
-/// Columns of a strip (two AVX-512 vectors of f32).
+/// Columns of a strip (two AVX-512 vectors of f32, four AVX2 ones).
 pub const STRIP: usize = 32;
 /// Products smaller than this many multiply-adds stay on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -125,9 +126,8 @@ impl<F: Real> PackedB<F> {
 }
 
 /// `c = alpha * a * B + beta * c` for row-major `a (m x k)` and `c (m x n)` with row lengths
-/// `lda`, `ldc`, and the packed `b`. The AVX-512 kernel runs for f32 when the CPU has it; other
-/// cases run a plain loop over the packed strips. With `beta == 0` the old contents of `c` are
-/// ignored (NaN included).
+/// `lda`, `ldc`, and the packed `b`, at the process's ISA level ([`isa::active`]). With
+/// `beta == 0` the old contents of `c` are ignored (NaN included).
 ///
 /// # Panics
 /// If a slice is shorter than its shape needs (a programming error, not user input).
@@ -142,9 +142,31 @@ pub fn matmul_packed<F: Real>(
     c: &mut [F],
     ldc: usize,
 ) {
+    matmul_packed_at(isa::active(), m, alpha, a, lda, b, beta, c, ldc)
+}
+
+/// [`matmul_packed`] at an explicit level: the register-blocked kernel for f32 at the SIMD
+/// levels, one `gemm`-crate call per strip at `portable`, and a plain loop for f64 (gradient
+/// checks).
+///
+/// # Panics
+/// As [`matmul_packed`], and if this CPU lacks `level`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed_at<F: Real>(
+    level: Isa,
+    m: usize,
+    alpha: F,
+    a: &[F],
+    lda: usize,
+    b: &PackedB<F>,
+    beta: F,
+    c: &mut [F],
+    ldc: usize,
+) {
     let (n, k) = (b.n, b.k);
     assert!(fits(a.len(), m, k, lda), "matmul_packed: a is not {m}x{k}");
     assert!(fits(c.len(), m, n, ldc), "matmul_packed: c is not {m}x{n}");
+    assert!(level.supported(), "ISA level {level} is not supported here");
     if m == 0 || n == 0 {
         return;
     }
@@ -157,31 +179,30 @@ pub fn matmul_packed<F: Real>(
         }
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<F>() == TypeId::of::<f32>() && avx512::available() {
-        let as_f32 = |x: F| x.to_f64() as f32;
-        let op = Operands {
-            m,
-            n,
-            k,
-            alpha: as_f32(alpha),
-            a: a.as_ptr().cast::<f32>(),
-            lda,
-            b: b.data.as_ptr().cast::<f32>(),
-            beta: as_f32(beta),
-            c: c.as_mut_ptr().cast::<f32>(),
-            ldc,
-        };
-        // SAFETY: F is f32 (checked through TypeId), so the casts keep the layouts; the shapes
-        // were checked above (k, m, n > 0) and the packed strips cover n.div_ceil(32) * 32
-        // columns of k rows.
-        unsafe { run_split(&op) };
+    if TypeId::of::<F>() != TypeId::of::<f32>() {
+        portable(m, alpha, a, lda, b, beta, c, ldc);
         return;
     }
-    portable(m, alpha, a, lda, b, beta, c, ldc);
+    let as_f32 = |x: F| x.to_f64() as f32;
+    let op = Operands {
+        m,
+        n,
+        k,
+        alpha: as_f32(alpha),
+        a: a.as_ptr().cast::<f32>(),
+        lda,
+        b: b.data.as_ptr().cast::<f32>(),
+        beta: as_f32(beta),
+        c: c.as_mut_ptr().cast::<f32>(),
+        ldc,
+    };
+    // SAFETY: F is f32 (checked through TypeId), so the casts keep the layouts; the shapes
+    // were checked above (k, m, n > 0) and the packed strips cover n.div_ceil(32) * 32
+    // columns of k rows; `c` is borrowed mutably for the call.
+    unsafe { run_split(level, &op) };
 }
 
-/// The plain loop over the packed strips (f64 gradient checks, CPUs without AVX-512).
+/// The plain loop over the packed strips (f64 gradient checks; the test oracle's companion).
 #[allow(clippy::too_many_arguments)]
 fn portable<F: Real>(
     m: usize,
@@ -217,9 +238,8 @@ fn portable<F: Real>(
     }
 }
 
-/// The raw operands of one product (checked by [`matmul_packed`]).
+/// The raw operands of one product (checked by [`matmul_packed_at`]).
 #[derive(Clone, Copy)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Operands {
     m: usize,
     n: usize,
@@ -240,15 +260,14 @@ unsafe impl Sync for Operands {}
 /// Splits the strips into one run per thread (when worth it) and runs them.
 ///
 /// # Safety
-/// `op` must describe valid operands with m, n, k > 0 (as checked by [`matmul_packed`]), and
-/// nothing else may access `c` during the call.
-#[cfg(target_arch = "x86_64")]
-unsafe fn run_split(op: &Operands) {
+/// `op` must describe valid operands with m, n, k > 0 (as checked by [`matmul_packed_at`]),
+/// nothing else may access `c` during the call, and the CPU supports `level`.
+unsafe fn run_split(level: Isa, op: &Operands) {
     let strips = op.n.div_ceil(STRIP);
     let threads = rayon::current_num_threads().min(strips);
     if threads <= 1 || op.m * op.n * op.k < PARALLEL_MIN_MACS {
         // SAFETY: the bounds were checked by the caller for the whole column range.
-        unsafe { avx512::strips(op, 0, strips) };
+        unsafe { strips_at(level, op, 0, strips) };
         return;
     }
     let per = strips.div_ceil(threads);
@@ -257,119 +276,157 @@ unsafe fn run_split(op: &Operands) {
             let (s0, s1) = ((t * per).min(strips), ((t + 1) * per).min(strips));
             if s0 < s1 {
                 // SAFETY: as above; each task owns the columns of strips [s0, s1).
-                s.spawn(move |_| unsafe { avx512::strips(op, s0, s1) });
+                s.spawn(move |_| unsafe { strips_at(level, op, s0, s1) });
             }
         }
         // SAFETY: as above; the calling thread owns the first run.
-        unsafe { avx512::strips(op, 0, per.min(strips)) };
+        unsafe { strips_at(level, op, 0, per.min(strips)) };
     });
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{Operands, MAX_ROWS, STRIP};
-    use std::arch::x86_64::*;
-
-    pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-
-    /// Strips `[s0, s1)` of the product, each in balanced blocks of ≤ 12 rows.
-    ///
-    /// # Safety
-    /// The operands must be valid for their shapes; no other thread may write these columns.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn strips(op: &Operands, s0: usize, s1: usize) {
-        // Balanced row blocks: 20 rows run as 10 + 10, not 12 + 8.
-        let blocks = op.m.div_ceil(MAX_ROWS);
+/// Strips `[s0, s1)` at `level`: the register-blocked kernel, or at `portable` one
+/// single-threaded `gemm`-crate call per strip (a `k x 32` matrix with row stride 32).
+///
+/// # Safety
+/// As [`run_split`]; no other thread writes these columns.
+unsafe fn strips_at(level: Isa, op: &Operands, s0: usize, s1: usize) {
+    // SAFETY: forwarded contract.
+    if let Err(kernel) = unsafe { simd::run(level, Strips { op, s0, s1 }) } {
+        let Strips { op, s0, s1 } = kernel;
         for s in s0..s1 {
             let j = s * STRIP;
-            let width = (op.n - j).min(STRIP);
-            let lo = if width >= 16 {
-                0xFFFF
-            } else {
-                ((1u32 << width) - 1) as u16
+            // SAFETY: strip s holds k rows of 32 values; columns j..j + w of c are this call's.
+            unsafe {
+                crate::gemm::gemm_raw(
+                    op.m,
+                    (op.n - j).min(STRIP),
+                    op.k,
+                    op.c.add(j),
+                    op.ldc,
+                    op.a,
+                    (op.lda as isize, 1),
+                    op.b.add(s * op.k * STRIP),
+                    (STRIP as isize, 1),
+                    op.alpha,
+                    op.beta,
+                    false,
+                )
             };
-            let hi = if width > 16 {
-                ((1u32 << (width - 16)) - 1) as u16
-            } else {
-                0
-            };
-            let b = op.b.add(s * op.k * STRIP);
-            let mut r0 = 0;
-            for blk in 0..blocks {
-                let rows = (op.m - r0).div_ceil(blocks - blk);
-                block_dispatch(op, b, r0, rows, j, [lo, hi]);
-                r0 += rows;
-            }
         }
     }
+}
+
+/// Strips `[s0, s1)` of the product, written once over the lane width: each strip in column
+/// chunks of two vectors (the whole 32-column strip at 16 lanes, halves at 8, quarters at 4),
+/// each chunk in balanced blocks of rows whose 2 x rows accumulators fit the level's registers.
+struct Strips<'a> {
+    op: &'a Operands,
+    s0: usize,
+    s1: usize,
+}
+
+impl Kernel for Strips<'_> {
+    type Out = ();
 
     #[inline(always)]
-    unsafe fn block_dispatch(
-        op: &Operands,
-        b: *const f32,
-        r0: usize,
-        rows: usize,
-        j: usize,
-        mask: [u16; 2],
-    ) {
-        macro_rules! dispatch {
-            ($($n:literal)*) => {
-                match rows {
-                    $($n => block::<$n>(op, b, r0, j, mask),)*
-                    _ => unreachable!("row blocks hold 1..=12 rows"),
+    unsafe fn run<S: Simd>(self) {
+        let Strips { op, s0, s1 } = self;
+        let max_rows = (S::ACC_REGS / 2).min(MAX_ROWS);
+        // Balanced row blocks: 20 rows run as 10 + 10, not 12 + 8.
+        let blocks = op.m.div_ceil(max_rows);
+        let chunk = 2 * S::LANES;
+        for s in s0..s1 {
+            let j0 = s * STRIP;
+            let width = (op.n - j0).min(STRIP);
+            for c0 in (0..width).step_by(chunk) {
+                // SAFETY: strip s starts at s * k * 32 and holds k rows of 32 values.
+                let b = unsafe { op.b.add(s * op.k * STRIP + c0) };
+                let cols = (width - c0).min(chunk);
+                let mut r0 = 0;
+                for blk in 0..blocks {
+                    let rows = (op.m - r0).div_ceil(blocks - blk);
+                    // SAFETY: rows r0..r0 + rows of a and c, columns j0 + c0 .. + cols of c.
+                    unsafe { block_dispatch::<S>(op, b, r0, rows, j0 + c0, cols) };
+                    r0 += rows;
                 }
-            };
-        }
-        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
-    }
-
-    /// The register block: R rows x 32 columns accumulate over the whole k loop, streaming the
-    /// strip `b` (k x 32, contiguous) once.
-    #[inline(always)]
-    unsafe fn block<const R: usize>(
-        op: &Operands,
-        mut b: *const f32,
-        r0: usize,
-        j: usize,
-        mask: [u16; 2],
-    ) {
-        const { assert!(R <= MAX_ROWS) };
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let a = op.a.add(r0 * op.lda);
-        for kk in 0..op.k {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * op.lda + kk));
-                acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
-            }
-            b = b.add(STRIP);
-        }
-        let alpha = _mm512_set1_ps(op.alpha);
-        let beta = _mm512_set1_ps(op.beta);
-        for (r, acc) in acc.iter().enumerate() {
-            let c = op.c.add((r0 + r) * op.ldc + j);
-            for (h, &v) in acc.iter().enumerate() {
-                // Wrapping: in a last strip of ≤ 16 columns the second half lies past the end of
-                // `c`; its mask is 0 so nothing is read or written there.
-                let p = c.wrapping_add(16 * h);
-                let mut out = _mm512_mul_ps(alpha, v);
-                if op.beta != 0.0 {
-                    out = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[h], p), out);
-                }
-                _mm512_mask_storeu_ps(p, mask[h], out);
             }
         }
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-mod avx512 {
-    pub(super) fn available() -> bool {
-        false
+#[inline(always)]
+unsafe fn block_dispatch<S: Simd>(
+    op: &Operands,
+    b: *const f32,
+    r0: usize,
+    rows: usize,
+    j: usize,
+    cols: usize,
+) {
+    macro_rules! dispatch {
+        ($($n:literal)*) => {
+            match rows {
+                // SAFETY: forwarded contract.
+                $($n => unsafe { block::<S, $n>(op, b, r0, j, cols) },)*
+                _ => unreachable!("row blocks hold 1..=12 rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+}
+
+/// The register block: R rows x two vectors of columns accumulate over the whole k loop,
+/// streaming the chunk of the strip `b` (k rows, 32 apart) once; `cols` ≤ 2 lanes of them are
+/// stored (the strip's zero padding is computed but never written).
+#[inline(always)]
+unsafe fn block<S: Simd, const R: usize>(
+    op: &Operands,
+    mut b: *const f32,
+    r0: usize,
+    j: usize,
+    cols: usize,
+) {
+    const { assert!(R <= MAX_ROWS) };
+    // SAFETY (whole body): a holds rows r0..r0 + R of k; the strip holds k rows of 32 values
+    // from its start, and the chunk's two vectors lie inside them; c's stores are limited to
+    // `cols` columns from j.
+    unsafe {
+        let mut acc = [[S::zero(); 2]; R];
+        let a = op.a.add(r0 * op.lda);
+        for kk in 0..op.k {
+            let b0 = S::load(b);
+            let b1 = S::load(b.add(S::LANES));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = S::splat(*a.add(r * op.lda + kk));
+                acc[0] = S::fma(x, b0, acc[0]);
+                acc[1] = S::fma(x, b1, acc[1]);
+            }
+            b = b.add(STRIP);
+        }
+        let alpha = S::splat(op.alpha);
+        let beta = S::splat(op.beta);
+        for (r, acc) in acc.iter().enumerate() {
+            let c = op.c.add((r0 + r) * op.ldc + j);
+            for (h, &v) in acc.iter().enumerate() {
+                let n = cols.saturating_sub(h * S::LANES).min(S::LANES);
+                if n == 0 {
+                    break;
+                }
+                let p = c.add(h * S::LANES);
+                let mut out = S::mul(alpha, v);
+                if n == S::LANES {
+                    if op.beta != 0.0 {
+                        out = S::fma(beta, S::load(p), out);
+                    }
+                    S::store(p, out);
+                } else {
+                    if op.beta != 0.0 {
+                        out = S::fma(beta, S::load_part(p, n), out);
+                    }
+                    S::store_part(p, n, out);
+                }
+            }
+        }
     }
 }
 
@@ -426,7 +483,28 @@ mod tests {
             packed.pack(&b, ldb, k, n);
         }
         assert_eq!((packed.k(), packed.n()), (k, n));
-        matmul_packed(m, alpha, &a, lda, &packed, beta, &mut fast, ldc);
+        for level in isa::supported() {
+            let mut got = fast.clone();
+            matmul_packed_at(level, m, alpha, &a, lda, &packed, beta, &mut got, ldc);
+            compare(level, &got, &c0, &a, &b, m, n, k, (lda, ldb, ldc), alpha, beta);
+        }
+    }
+
+    /// `got` (the fast product over `c0`) against the reference on compact copies.
+    #[allow(clippy::too_many_arguments)]
+    fn compare(
+        level: Isa,
+        fast: &[f32],
+        c0: &[f32],
+        a: &[f32],
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+        (lda, ldb, ldc): (usize, usize, usize),
+        alpha: f32,
+        beta: f32,
+    ) {
         // The reference on compact copies.
         let pick = |src: &[f32], rows: usize, cols: usize, ld: usize| -> Vec<f32> {
             (0..rows)
@@ -453,11 +531,15 @@ mod tests {
                     let w = want[i * n + jj];
                     assert!(
                         (got - w).abs() <= 1e-5 * (1.0 + w.abs()) * (k as f32).sqrt().max(1.0),
-                        "({m}x{n}x{k}) [{i},{jj}]: {got} vs {w}"
+                        "{level} ({m}x{n}x{k}) [{i},{jj}]: {got} vs {w}"
                     );
                 } else {
                     // Padding columns beyond n are never written.
-                    assert_eq!(got.to_bits(), c0[i * ldc + jj].to_bits(), "pad [{i},{jj}]");
+                    assert_eq!(
+                        got.to_bits(),
+                        c0[i * ldc + jj].to_bits(),
+                        "{level} pad [{i},{jj}]"
+                    );
                 }
             }
         }
@@ -494,7 +576,7 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
-        /// The plain loop (what CPUs without AVX-512 run) against the reference, in f32.
+        /// The plain loop (f64's path) against the reference, in f32.
         #[test]
         fn portable_path_matches_reference(m in 1usize..20, n in 1usize..70, k in 1usize..40,
                                            beta in prop_oneof![Just(0.0f32), Just(0.5f32)],

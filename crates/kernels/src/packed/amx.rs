@@ -18,6 +18,7 @@
 
 use super::dense::{bf16_to_f32, f32_to_bf16};
 use super::{zeroed_lines, Lines, Operands};
+use crate::isa::Isa;
 use std::ops::Range;
 
 /// Rows per panel (the C tile's columns).
@@ -27,7 +28,7 @@ const TILE_COLS: usize = 32;
 /// bf16 values per B tile.
 pub(crate) const TILE_VALUES: usize = PANEL_ROWS * TILE_COLS;
 
-/// Whether this CPU and kernel run the AMX kernel.
+/// Whether this CPU and kernel can run the AMX kernel (whatever level the process runs at).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -76,9 +77,9 @@ pub(crate) fn round_input(v: f32) -> f32 {
 /// # Safety
 /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them; `w` packed
 /// for `k` columns and at least `rows.end` rows; x holds `nb` rows of `ldx ≥ k`.
-pub(crate) unsafe fn acc(w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
+pub(crate) unsafe fn acc(level: Isa, w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
-    if tiles::available() {
+    if level == Isa::Amx && tiles::available() {
         // SAFETY: AMX present and permitted; forwarded contract.
         unsafe { tiles::acc(w, k, o, rows) };
         return;

@@ -8,6 +8,8 @@
 
 use super::csr::Indices;
 use super::{Lines, Operands, ALIGN};
+use crate::isa::Isa;
+use crate::simd::{self, Kernel, Simd};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -95,21 +97,22 @@ impl Bsr {
     ///
     /// # Safety
     /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
-    pub(crate) unsafe fn acc(&self, o: Operands<'_>, rows: Range<usize>) {
+    pub(crate) unsafe fn acc(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         assert!(
             rows.start.is_multiple_of(self.br)
                 && (rows.end.is_multiple_of(self.br) || rows.end == self.rows)
         );
-        #[cfg(target_arch = "x86_64")]
-        if matches!((self.br, self.bc), (4, 4) | (1, 16)) && super::dense::avx512::available() {
-            // SAFETY: features checked; forwarded contract.
-            unsafe {
+        if matches!((self.br, self.bc), (4, 4) | (1, 16)) {
+            // SAFETY: forwarded contract.
+            let done = unsafe {
                 match &self.block_col {
-                    Indices::U16(ci) => avx512::acc(self, ci, o, rows),
-                    Indices::U32(ci) => avx512::acc(self, ci, o, rows),
+                    Indices::U16(ci) => simd::run(level, Blocks16::new(self, ci, o, &rows)).is_ok(),
+                    Indices::U32(ci) => simd::run(level, Blocks16::new(self, ci, o, &rows)).is_ok(),
                 }
+            };
+            if done {
+                return;
             }
-            return;
         }
         // SAFETY: forwarded contract.
         unsafe {
@@ -198,27 +201,39 @@ fn block_row<I: Copy + Into<u32>, const BR: usize, const BC: usize>(
     }
 }
 
-/// AVX-512 kernels for the 4x4 and 1x16 blocks: one 16-value register per block, x read with one
-/// contiguous load (1x16) or one 4-value load broadcast to the four rows (4x4).
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{Bsr, Operands};
-    use std::arch::x86_64::*;
-    use std::ops::Range;
+/// The 4x4 and 1x16 blocks, written once over the lane width: a block's 16 values are
+/// 16 / LANES vectors; x is read with contiguous loads (1x16) or one 4-value load repeated across
+/// the lanes (4x4, where lane l of a block row belongs to row l / 4 at 16 lanes).
+struct Blocks16<'a, I> {
+    m: &'a Bsr,
+    cols: &'a [I],
+    o: Operands<'a>,
+    rows: Range<usize>,
+}
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn acc<I: Copy + Into<u32>>(
-        m: &Bsr,
-        cols: &[I],
-        o: Operands<'_>,
-        rows: Range<usize>,
-    ) {
+impl<'a, I> Blocks16<'a, I> {
+    fn new(m: &'a Bsr, cols: &'a [I], o: Operands<'a>, rows: &Range<usize>) -> Self {
+        let rows = rows.clone();
+        Blocks16 { m, cols, o, rows }
+    }
+}
+
+/// Most vectors a 16-value block spans (4 at NEON's 4 lanes).
+const MAX_VECS: usize = 4;
+
+impl<I: Copy + Into<u32>> Kernel for Blocks16<'_, I> {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let Blocks16 { m, cols, o, rows } = self;
         let Operands { x, ldx, nb, y, ldy } = o;
+        let vecs = 16 / S::LANES;
         let k = m.cols;
         let kp = k.div_ceil(m.bc) * m.bc;
         let mut padded = Vec::new();
         for b in 0..nb {
-            let xb = super::padded_row(x, b * ldx, k, kp, &mut padded);
+            let xb = padded_row(x, b * ldx, k, kp, &mut padded);
             let xp = xb.as_ptr();
             for i in rows.start / m.br..rows.end.div_ceil(m.br) {
                 let (s, e) = (m.block_ptr[i] as usize, m.block_ptr[i + 1] as usize);
@@ -226,34 +241,36 @@ mod avx512 {
                 // SAFETY (block): block s..e has 16 values at vals[16 * blk]; its columns
                 // c * bc .. c * bc + bc are inside the padded x.
                 unsafe {
-                    // Two accumulators, alternate blocks: halves the FMA latency chain.
-                    let mut acc = [_mm512_setzero_ps(); 2];
+                    // Two accumulator sets, alternate blocks: halves the FMA latency chain.
+                    let mut acc = [[S::zero(); MAX_VECS]; 2];
                     for blk in s..e {
-                        let v = _mm512_loadu_ps(vp.add(blk * 16));
                         let c0 = cols[blk].into() as usize * m.bc;
-                        let xv = if m.br == 4 {
-                            _mm512_broadcast_f32x4(_mm_loadu_ps(xp.add(c0)))
-                        } else {
-                            _mm512_loadu_ps(xp.add(c0))
-                        };
-                        acc[blk & 1] = _mm512_fmadd_ps(v, xv, acc[blk & 1]);
+                        let set = &mut acc[blk & 1];
+                        for (v, a) in set.iter_mut().enumerate().take(vecs) {
+                            let wv = S::load(vp.add(blk * 16 + v * S::LANES));
+                            let xv = if m.br == 4 {
+                                S::broadcast4(xp.add(c0))
+                            } else {
+                                S::load(xp.add(c0 + v * S::LANES))
+                            };
+                            *a = S::fma(wv, xv, *a);
+                        }
                     }
-                    let sum = _mm512_add_ps(acc[0], acc[1]);
+                    let mut lanes = [0f32; 16];
+                    for v in 0..vecs {
+                        S::store(lanes.as_mut_ptr().add(v * S::LANES), S::add(acc[0][v], acc[1][v]));
+                    }
                     if m.br == 4 {
-                        // Lanes 4a..4a+4 belong to row a of the block.
-                        let mut lanes = [0f32; 16];
-                        _mm512_storeu_ps(lanes.as_mut_ptr(), sum);
+                        // Values 4a..4a+4 belong to row a of the block.
                         for a in 0..4 {
                             let r = i * 4 + a;
                             if r < m.rows {
-                                *y.add(b * ldy + r) += lanes[4 * a]
-                                    + lanes[4 * a + 1]
-                                    + lanes[4 * a + 2]
-                                    + lanes[4 * a + 3];
+                                let q = &lanes[4 * a..4 * a + 4];
+                                *y.add(b * ldy + r) += q[0] + q[1] + q[2] + q[3];
                             }
                         }
                     } else {
-                        *y.add(b * ldy + i) += _mm512_reduce_add_ps(sum);
+                        *y.add(b * ldy + i) += lanes.iter().sum::<f32>();
                     }
                 }
             }

@@ -1,13 +1,15 @@
 //! Compressed sparse rows with compact column indices (u16 when K ≤ 65 536, else u32), and its
 //! product `y[b, r] += W[r, :] · x[b, :]`.
 //!
-//! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x 16
-//! at a time (AVX-512 gather; the values and indices stream once); from 8 batch rows on, x is
+//! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x a
+//! vector at a time (AVX-512 or AVX2 gathers; the values and indices stream once); from 8 batch rows on, x is
 //! transposed to (K, B) once so each non-zero becomes one broadcast-multiply-add over a
 //! contiguous B-wide row — no gathers, and the work per non-zero is shared by the whole batch
 //! (this is the path of the hoisted input projection, whose "batch" is T·B).
 
 use super::Operands;
+use crate::isa::Isa;
+use crate::simd::{self, Index, Kernel, Simd, Weight};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -134,29 +136,27 @@ impl Csr {
     ///
     /// # Safety
     /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
-    pub(crate) unsafe fn acc(&self, o: Operands<'_>, rows: Range<usize>) {
+    pub(crate) unsafe fn acc(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         let Operands { nb, .. } = o;
         if nb >= 8 {
             // SAFETY: forwarded contract.
-            unsafe { self.acc_transposed(o, rows) };
+            unsafe { self.acc_transposed(level, o, rows) };
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if super::dense::avx512::available() {
-            // SAFETY: features present; forwarded contract.
-            unsafe {
-                let rp = &self.row_ptr;
-                match (&self.col_idx, self.vals16.is_empty()) {
-                    (Indices::U16(c), true) => avx512::gather_acc(rp, c, &self.vals, o, rows),
-                    (Indices::U32(c), true) => avx512::gather_acc(rp, c, &self.vals, o, rows),
-                    (Indices::U16(c), false) => avx512::gather_acc(rp, c, &self.vals16, o, rows),
-                    (Indices::U32(c), false) => avx512::gather_acc(rp, c, &self.vals16, o, rows),
-                }
+        let (rp, f32v) = (&self.row_ptr, self.vals16.is_empty());
+        // SAFETY (every arm): forwarded contract; row_ptr bounds each row's non-zeros.
+        let done = unsafe {
+            match (&self.col_idx, f32v) {
+                (Indices::U16(c), true) => simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok(),
+                (Indices::U32(c), true) => simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok(),
+                (Indices::U16(c), false) => simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok(),
+                (Indices::U32(c), false) => simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok(),
             }
-            return;
+        };
+        if !done {
+            // SAFETY: forwarded contract.
+            unsafe { self.acc_scalar(o, rows) }
         }
-        // SAFETY: forwarded contract.
-        unsafe { self.acc_scalar(o, rows) }
     }
 
     unsafe fn acc_scalar(&self, o: Operands<'_>, rows: Range<usize>) {
@@ -176,7 +176,7 @@ impl Csr {
     }
 
     /// The wide-batch kernel: x transposed to (K, B) in a per-thread scratch buffer.
-    unsafe fn acc_transposed(&self, o: Operands<'_>, rows: Range<usize>) {
+    unsafe fn acc_transposed(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
             static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
@@ -200,45 +200,30 @@ impl Csr {
             }
             tile.clear();
             tile.resize(TILE * nb, 0.0);
-            #[cfg(target_arch = "x86_64")]
-            let fast = super::dense::avx512::available();
-            #[cfg(not(target_arch = "x86_64"))]
-            let fast = false;
             for r0 in rows.clone().step_by(TILE) {
                 let r1 = (r0 + TILE).min(rows.end);
                 for r in r0..r1 {
                     let yr = &mut tile[(r - r0) * nb..(r - r0 + 1) * nb];
                     let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
-                    if fast {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: features checked; indices < K so every xt row read is in bounds.
-                        unsafe {
-                            match &self.col_idx {
-                                Indices::U16(ci) => avx512::axpy_rows(
-                                    self.values(s, e, vbuf),
-                                    &ci[s..e],
-                                    xt,
-                                    nb,
-                                    yr,
-                                ),
-                                Indices::U32(ci) => avx512::axpy_rows(
-                                    self.values(s, e, vbuf),
-                                    &ci[s..e],
-                                    xt,
-                                    nb,
-                                    yr,
-                                ),
-                            }
-                        }
-                    } else {
-                        yr.iter_mut().for_each(|v| *v = 0.0);
+                    let vals = self.values(s, e, vbuf);
+                    // SAFETY: indices < K, so every xt row read is in bounds.
+                    let done = unsafe {
                         match &self.col_idx {
                             Indices::U16(ci) => {
-                                axpy_rows(self.values(s, e, vbuf), &ci[s..e], xt, nb, yr)
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr))
+                                    .is_ok()
                             }
                             Indices::U32(ci) => {
-                                axpy_rows(self.values(s, e, vbuf), &ci[s..e], xt, nb, yr)
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr))
+                                    .is_ok()
                             }
+                        }
+                    };
+                    if !done {
+                        yr.iter_mut().for_each(|v| *v = 0.0);
+                        match &self.col_idx {
+                            Indices::U16(ci) => axpy_rows(vals, &ci[s..e], xt, nb, yr),
+                            Indices::U32(ci) => axpy_rows(vals, &ci[s..e], xt, nb, yr),
                         }
                     }
                 }
@@ -266,157 +251,47 @@ fn axpy_rows<I: Copy + Into<u32>>(vals: &[f32], idx: &[I], xt: &[f32], nb: usize
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::super::dense::avx512::Load;
-    use super::Operands;
-    use std::arch::x86_64::*;
-    use std::ops::Range;
+/// The few-batch kernel, written once over the lane width: each row's non-zeros `LANES` at a
+/// time, their x values gathered per batch row (the values and indices stream once).
+struct Gather<'a, I, V> {
+    row_ptr: &'a [u32],
+    idx: &'a [I],
+    vals: &'a [V],
+    o: Operands<'a>,
+    rows: Range<usize>,
+}
 
-    /// Loads 16 column indices (fewer under `mask`) as i32 lanes.
-    pub(super) trait Index: Copy {
-        unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512i;
-    }
-    impl Index for u16 {
-        #[inline(always)]
-        unsafe fn load16(p: *const u16, mask: __mmask16) -> __m512i {
-            // SAFETY: masked lanes are in bounds (caller).
-            unsafe { _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p as *const i16)) }
+impl<'a, I, V> Gather<'a, I, V> {
+    fn new(
+        row_ptr: &'a [u32],
+        idx: &'a [I],
+        vals: &'a [V],
+        o: Operands<'a>,
+        rows: &Range<usize>,
+    ) -> Self {
+        let rows = rows.clone();
+        Gather {
+            row_ptr,
+            idx,
+            vals,
+            o,
+            rows,
         }
     }
-    impl Index for u32 {
-        #[inline(always)]
-        unsafe fn load16(p: *const u32, mask: __mmask16) -> __m512i {
-            // SAFETY: masked lanes are in bounds (caller).
-            unsafe { _mm512_maskz_loadu_epi32(mask, p as *const i32) }
-        }
-    }
+}
 
-    #[inline(always)]
-    unsafe fn row<I: Index, V: Load, const NB: usize>(
-        vals: *const V,
-        idx: *const I,
-        n: usize,
-        x: *const f32,
-        ldx: usize,
-        y: *mut f32,
-        ldy: usize,
-    ) {
-        // SAFETY (whole body): indices < K and x holds NB rows of K (caller); masked lanes are
-        // neither loaded nor gathered.
-        unsafe {
-            let mut acc = [_mm512_setzero_ps(); NB];
-            let mut p = 0;
-            while p < n {
-                let mask: __mmask16 = if n - p >= 16 {
-                    0xffff
-                } else {
-                    ((1u32 << (n - p)) - 1) as __mmask16
-                };
-                let iv = I::load16(idx.add(p), mask);
-                let vv = V::load(vals.add(p), mask);
-                for (b, a) in acc.iter_mut().enumerate() {
-                    let xg = _mm512_mask_i32gather_ps::<4>(
-                        _mm512_setzero_ps(),
-                        mask,
-                        iv,
-                        x.add(b * ldx),
-                    );
-                    *a = _mm512_fmadd_ps(vv, xg, *a);
-                }
-                p += 16;
-            }
-            for (b, a) in acc.iter().enumerate() {
-                *y.add(b * ldy) += _mm512_reduce_add_ps(*a);
-            }
-        }
-    }
-
-    /// `yr = Σ_p vals[p] · xt[idx[p], :]` (overwrites `yr`): the B-wide rows of x^T are
-    /// accumulated in up to four registers, 64 batch columns at a time.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn axpy_rows<I: Copy + Into<u32>>(
-        vals: &[f32],
-        idx: &[I],
-        xt: &[f32],
-        nb: usize,
-        yr: &mut [f32],
-    ) {
-        let mut c0 = 0;
-        while c0 < nb {
-            let w = (nb - c0).min(64);
-            // SAFETY: forwarded; the chunk [c0, c0 + w) is inside every xt row and yr.
-            unsafe {
-                match w.div_ceil(16) {
-                    1 => axpy_chunk::<I, 1>(vals, idx, xt, nb, c0, w, yr),
-                    2 => axpy_chunk::<I, 2>(vals, idx, xt, nb, c0, w, yr),
-                    3 => axpy_chunk::<I, 3>(vals, idx, xt, nb, c0, w, yr),
-                    _ => axpy_chunk::<I, 4>(vals, idx, xt, nb, c0, w, yr),
-                }
-            }
-            c0 += w;
-        }
-    }
+impl<I: Index, V: Weight> Kernel for Gather<'_, I, V> {
+    type Out = ();
 
     #[inline(always)]
-    unsafe fn axpy_chunk<I: Copy + Into<u32>, const V: usize>(
-        vals: &[f32],
-        idx: &[I],
-        xt: &[f32],
-        nb: usize,
-        c0: usize,
-        w: usize,
-        yr: &mut [f32],
-    ) {
-        let mask = |v: usize| -> __mmask16 {
-            let left = w.saturating_sub(v * 16);
-            if left >= 16 {
-                0xffff
-            } else {
-                ((1u32 << left) - 1) as __mmask16
-            }
-        };
-        // SAFETY (whole body): xt has K rows of nb; idx < K; masked lanes stay inside the chunk.
-        unsafe {
-            // Two accumulator sets, even and odd non-zeros: the FMA latency chain is halved.
-            let mut acc = [[_mm512_setzero_ps(); V]; 2];
-            let xp = xt.as_ptr();
-            let n = vals.len();
-            let mut p = 0;
-            while p + 2 <= n {
-                for (u, acc_u) in acc.iter_mut().enumerate() {
-                    let vv = _mm512_set1_ps(vals[p + u]);
-                    let row = xp.add(idx[p + u].into() as usize * nb + c0);
-                    for (k, a) in acc_u.iter_mut().enumerate() {
-                        let xv = _mm512_maskz_loadu_ps(mask(k), row.add(k * 16));
-                        *a = _mm512_fmadd_ps(vv, xv, *a);
-                    }
-                }
-                p += 2;
-            }
-            if p < n {
-                let vv = _mm512_set1_ps(vals[p]);
-                let row = xp.add(idx[p].into() as usize * nb + c0);
-                for (k, a) in acc[0].iter_mut().enumerate() {
-                    let xv = _mm512_maskz_loadu_ps(mask(k), row.add(k * 16));
-                    *a = _mm512_fmadd_ps(vv, xv, *a);
-                }
-            }
-            let acc: [__m512; V] = std::array::from_fn(|k| _mm512_add_ps(acc[0][k], acc[1][k]));
-            for (k, a) in acc.iter().enumerate() {
-                _mm512_mask_storeu_ps(yr.as_mut_ptr().add(c0 + k * 16), mask(k), *a);
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn gather_acc<I: Index, V: Load>(
-        row_ptr: &[u32],
-        idx: &[I],
-        vals: &[V],
-        o: Operands<'_>,
-        rows: Range<usize>,
-    ) {
+    unsafe fn run<S: Simd>(self) {
+        let Gather {
+            row_ptr,
+            idx,
+            vals,
+            o,
+            rows,
+        } = self;
         let Operands { x, ldx, nb, y, ldy } = o;
         let (vp, ip, xp) = (vals.as_ptr(), idx.as_ptr(), x.as_ptr());
         for r in rows {
@@ -426,18 +301,167 @@ mod avx512 {
             unsafe {
                 let (v, i, yr) = (vp.add(s), ip.add(s), y.add(r));
                 match nb {
-                    1 => row::<I, V, 1>(v, i, n, xp, ldx, yr, ldy),
-                    2 => row::<I, V, 2>(v, i, n, xp, ldx, yr, ldy),
-                    3 => row::<I, V, 3>(v, i, n, xp, ldx, yr, ldy),
-                    4 => row::<I, V, 4>(v, i, n, xp, ldx, yr, ldy),
+                    1 => gather_row::<S, I, V, 1>(v, i, n, xp, ldx, yr, ldy),
+                    2 => gather_row::<S, I, V, 2>(v, i, n, xp, ldx, yr, ldy),
+                    3 => gather_row::<S, I, V, 3>(v, i, n, xp, ldx, yr, ldy),
+                    4 => gather_row::<S, I, V, 4>(v, i, n, xp, ldx, yr, ldy),
                     _ => {
                         // 5..=7: a block of four, then the rest one at a time.
-                        row::<I, V, 4>(v, i, n, xp, ldx, yr, ldy);
+                        gather_row::<S, I, V, 4>(v, i, n, xp, ldx, yr, ldy);
                         for b in 4..nb {
-                            row::<I, V, 1>(v, i, n, xp.add(b * ldx), ldx, yr.add(b * ldy), ldy);
+                            let (xb, yb) = (xp.add(b * ldx), yr.add(b * ldy));
+                            gather_row::<S, I, V, 1>(v, i, n, xb, ldx, yb, ldy);
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn gather_row<S: Simd, I: Index, V: Weight, const NB: usize>(
+    vals: *const V,
+    idx: *const I,
+    n: usize,
+    x: *const f32,
+    ldx: usize,
+    y: *mut f32,
+    ldy: usize,
+) {
+    // SAFETY (whole body): indices < K and x holds NB rows of K (caller); lanes past n are
+    // neither loaded nor gathered.
+    unsafe {
+        let mut acc = [S::zero(); NB];
+        let mut p = 0;
+        while p < n {
+            let lanes = (n - p).min(S::LANES);
+            let iv = I::load::<S>(idx.add(p), lanes);
+            let vv = if lanes == S::LANES {
+                V::load::<S>(vals.add(p))
+            } else {
+                V::load_part::<S>(vals.add(p), lanes)
+            };
+            for (b, a) in acc.iter_mut().enumerate() {
+                let xg = S::gather(x.add(b * ldx), iv, lanes);
+                *a = S::fma(vv, xg, *a);
+            }
+            p += S::LANES;
+        }
+        for (b, a) in acc.iter().enumerate() {
+            *y.add(b * ldy) += S::sum(*a);
+        }
+    }
+}
+
+/// `yr = Σ_p vals[p] · xt[idx[p], :]` (overwrites `yr`), written once over the lane width: the
+/// B-wide rows of x^T are accumulated in up to four vectors at a time, in two sets (even and odd
+/// non-zeros) so the FMA latency chain is halved.
+struct AxpyRows<'a, I> {
+    vals: &'a [f32],
+    idx: &'a [I],
+    xt: &'a [f32],
+    nb: usize,
+    yr: &'a mut [f32],
+}
+
+impl<'a, I> AxpyRows<'a, I> {
+    fn new(vals: &'a [f32], idx: &'a [I], xt: &'a [f32], nb: usize, yr: &'a mut [f32]) -> Self {
+        AxpyRows {
+            vals,
+            idx,
+            xt,
+            nb,
+            yr,
+        }
+    }
+}
+
+impl<I: Copy + Into<u32>> Kernel for AxpyRows<'_, I> {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let AxpyRows {
+            vals,
+            idx,
+            xt,
+            nb,
+            yr,
+        } = self;
+        let mut c0 = 0;
+        while c0 < nb {
+            let w = (nb - c0).min(4 * S::LANES);
+            // SAFETY: the chunk [c0, c0 + w) is inside every xt row and yr; idx < K rows of xt.
+            unsafe {
+                match w.div_ceil(S::LANES) {
+                    1 => axpy_chunk::<S, I, 1>(vals, idx, xt, nb, c0, w, yr),
+                    2 => axpy_chunk::<S, I, 2>(vals, idx, xt, nb, c0, w, yr),
+                    3 => axpy_chunk::<S, I, 3>(vals, idx, xt, nb, c0, w, yr),
+                    _ => axpy_chunk::<S, I, 4>(vals, idx, xt, nb, c0, w, yr),
+                }
+            }
+            c0 += w;
+        }
+    }
+}
+
+/// Loads vector `v` of a `w`-wide chunk starting at `p` (partial for the chunk's last vector).
+#[inline(always)]
+unsafe fn chunk_load<S: Simd>(p: *const f32, v: usize, w: usize) -> S::V {
+    let n = (w - v * S::LANES).min(S::LANES);
+    // SAFETY: the caller's chunk holds w values from p.
+    unsafe {
+        if n == S::LANES {
+            S::load(p.add(v * S::LANES))
+        } else {
+            S::load_part(p.add(v * S::LANES), n)
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn axpy_chunk<S: Simd, I: Copy + Into<u32>, const V: usize>(
+    vals: &[f32],
+    idx: &[I],
+    xt: &[f32],
+    nb: usize,
+    c0: usize,
+    w: usize,
+    yr: &mut [f32],
+) {
+    // SAFETY (whole body): xt has K rows of nb; idx < K; loads and stores stay inside the chunk.
+    unsafe {
+        let mut acc = [[S::zero(); V]; 2];
+        let xp = xt.as_ptr();
+        let n = vals.len();
+        let mut p = 0;
+        while p + 2 <= n {
+            for (u, acc_u) in acc.iter_mut().enumerate() {
+                let vv = S::splat(vals[p + u]);
+                let row = xp.add(idx[p + u].into() as usize * nb + c0);
+                for (k, a) in acc_u.iter_mut().enumerate() {
+                    *a = S::fma(vv, chunk_load::<S>(row, k, w), *a);
+                }
+            }
+            p += 2;
+        }
+        if p < n {
+            let vv = S::splat(vals[p]);
+            let row = xp.add(idx[p].into() as usize * nb + c0);
+            for (k, a) in acc[0].iter_mut().enumerate() {
+                *a = S::fma(vv, chunk_load::<S>(row, k, w), *a);
+            }
+        }
+        let out = yr.as_mut_ptr().add(c0);
+        for k in 0..V {
+            let sum = S::add(acc[0][k], acc[1][k]);
+            let n = (w - k * S::LANES).min(S::LANES);
+            if n == S::LANES {
+                S::store(out.add(k * S::LANES), sum);
+            } else {
+                S::store_part(out.add(k * S::LANES), n, sum);
             }
         }
     }

@@ -6,10 +6,13 @@
 //! 1 eight rows, at batch 2 four rows by two, beyond that four by four. bf16 weights are widened
 //! exactly to f32 (a 16-bit shift) and accumulated in f32, so only the weights are rounded.
 //!
-//! The AVX-512 path is chosen at run time; the portable path (lane arrays the compiler
-//! vectorizes) serves other CPUs and is checked against the same reference.
+//! The kernels are written once over the lane width (`crate::simd`) and run at the process's ISA
+//! level; at `portable`, f32 products go to the gemm crate and bf16 ones to a plain lane loop the
+//! compiler vectorizes. Tests check every level the machine has against the same reference.
 
 use super::{zeroed_lines, Lines, Operands};
+use crate::isa::Isa;
+use crate::simd::{self, Kernel, Simd, Weight};
 use std::ops::Range;
 
 /// Weight storage of a dense matrix.
@@ -57,19 +60,20 @@ pub fn f32_to_bf16(v: f32) -> u16 {
 /// From this many batch rows on, f32 products go through the gemm crate.
 const WIDE_BATCH: usize = 64;
 
-/// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`.
+/// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`, at `level`.
 ///
 /// # Safety
 /// `y` must be valid for writes at every `b * ldy + r` touched, and no other thread may access
 /// those elements during the call. `w` holds at least `(rows.end - 1) * ld + k` values and `x` at
-/// least `(nb - 1) * ldx + k` (checked by the caller).
-pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
+/// least `(nb - 1) * ldx + k` (checked by the caller); the CPU supports `level`.
+pub(crate) unsafe fn dense_acc(level: Isa, m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
     let Operands { x, ldx, nb, y, ldy } = o;
-    // Wide batches are compute-bound: the gemm crate's packed microkernel is faster there
-    // (docs/benchmarks.md, `kernel_rates`); the weights are read in place as the transposed operand.
     let DenseRows { w, k, ld } = m;
+    // Wide batches are compute-bound: the gemm crate's packed microkernel is faster there
+    // (docs/benchmarks.md, `kernel_rates`); the weights are read in place as the transposed
+    // operand. At `portable` every f32 product goes there: it is vectorized for any CPU.
     if let DenseWeights::F32(w) = w {
-        if nb >= WIDE_BATCH {
+        if nb >= WIDE_BATCH || level == Isa::Portable {
             // SAFETY: w has rows.end rows of k, ld apart; x has nb rows of ldx ≥ k; y's rows
             // b·ldy + rows are the caller's to write.
             unsafe {
@@ -88,18 +92,16 @@ pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<us
             return;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: the CPU has the features; the caller's contract covers the pointers.
-        unsafe { avx512::dense_acc(m, o, rows) };
-        return;
-    }
     // SAFETY: forwarded caller contract.
-    unsafe { portable_dense_acc(m, o, rows) }
+    if let Err(DenseKernel { m, o, rows }) = unsafe { simd::run(level, DenseKernel { m, o, rows }) }
+    {
+        // SAFETY: forwarded caller contract.
+        unsafe { portable_dense_acc(m, o, rows) }
+    }
 }
 
-/// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time (tests run it
-/// where AVX-512 exists too, against the same reference).
+/// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time (bf16 weights at
+/// the `portable` level; tests run it everywhere against the same reference).
 pub(crate) unsafe fn portable_dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
     let Operands { x, ldx, nb, y, ldy } = o;
     const L: usize = 8;
@@ -141,192 +143,208 @@ pub(crate) unsafe fn portable_dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows:
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use super::{DenseRows, DenseWeights, Operands};
-    use std::arch::x86_64::*;
-    use std::ops::Range;
+/// The row-major kernel, written once over the lane width: `R` weight rows by `NB` batch rows
+/// share each load (at batch 1 eight rows, at batch 2 four by two, beyond that four by four where
+/// 16 accumulators fit the registers, four by two where they do not).
+struct DenseKernel<'a> {
+    m: DenseRows<'a>,
+    o: Operands<'a>,
+    rows: Range<usize>,
+}
 
-    /// AVX-512 F/BW/VL (masked 16-bit loads for the bf16 tails).
-    pub(crate) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
+impl Kernel for DenseKernel<'_> {
+    type Out = ();
 
-    /// Loads 16 weights from `p` (fewer under `mask`) as f32: f32 as is, bf16 widened exactly.
-    /// Shared by the dense and CSR kernels.
-    pub(crate) trait Load: Copy {
-        unsafe fn load(p: *const Self, mask: __mmask16) -> __m512;
-    }
-    impl Load for f32 {
-        #[inline(always)]
-        unsafe fn load(p: *const f32, mask: __mmask16) -> __m512 {
-            // SAFETY: caller keeps the masked lanes in bounds.
-            unsafe { _mm512_maskz_loadu_ps(mask, p) }
-        }
-    }
-    impl Load for u16 {
-        #[inline(always)]
-        unsafe fn load(p: *const u16, mask: __mmask16) -> __m512 {
-            // SAFETY: caller keeps the masked lanes in bounds.
-            unsafe {
-                let h = _mm256_maskz_loadu_epi16(mask, p as *const i16);
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            }
-        }
-    }
-
-    /// `R` rows by `NB` batch rows: R·NB accumulators, each W load used NB times and each x load
-    /// R times.
     #[inline(always)]
-    unsafe fn block<T: Load, const R: usize, const NB: usize>(
-        w: *const T,
-        k: usize,
-        ld: usize,
-        x: *const f32,
-        ldx: usize,
-        y: *mut f32,
-        ldy: usize,
-    ) {
-        // SAFETY (whole body): pointers are in bounds by the caller's contract; masked lanes
-        // beyond k are never read.
+    unsafe fn run<S: Simd>(self) {
+        let DenseKernel { m, o, rows } = self;
+        let DenseRows { w, k, ld } = m;
+        let wide = S::ACC_REGS >= 16;
+        // SAFETY: forwarded contract of `dense_acc`.
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); NB]; R];
-            let mut j = 0;
-            while j < k {
-                let mask: __mmask16 = if k - j >= 16 {
-                    0xffff
-                } else {
-                    ((1u32 << (k - j)) - 1) as __mmask16
-                };
-                let mut xv = [_mm512_setzero_ps(); NB];
-                for (b, v) in xv.iter_mut().enumerate() {
-                    *v = _mm512_maskz_loadu_ps(mask, x.add(b * ldx + j));
-                }
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let wv = T::load(w.add(r * ld + j), mask);
-                    for b in 0..NB {
-                        acc_r[b] = _mm512_fmadd_ps(wv, xv[b], acc_r[b]);
-                    }
-                }
-                j += 16;
+            match (w, o.nb) {
+                (DenseWeights::F32(w), 1) => sweep::<S, f32, 8, 1>(w, k, ld, o, rows),
+                (DenseWeights::F32(w), 2) => sweep::<S, f32, 4, 2>(w, k, ld, o, rows),
+                (DenseWeights::F32(w), _) if wide => sweep::<S, f32, 4, 4>(w, k, ld, o, rows),
+                (DenseWeights::F32(w), _) => sweep::<S, f32, 4, 2>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), 1) => sweep::<S, u16, 8, 1>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), 2) => sweep::<S, u16, 4, 2>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), _) if wide => sweep::<S, u16, 4, 4>(w, k, ld, o, rows),
+                (DenseWeights::Bf16(w), _) => sweep::<S, u16, 4, 2>(w, k, ld, o, rows),
             }
-            for (r, acc_r) in acc.iter().enumerate() {
-                for (b, a) in acc_r.iter().enumerate() {
-                    *y.add(b * ldy + r) += _mm512_reduce_add_ps(*a);
+        }
+    }
+}
+
+/// `R` rows by `NB` batch rows: R·NB accumulators, each W load used NB times and each x load R
+/// times; whole vectors, then one partial vector for the last `k % LANES` columns.
+#[inline(always)]
+unsafe fn block<S: Simd, T: Weight, const R: usize, const NB: usize>(
+    w: *const T,
+    k: usize,
+    ld: usize,
+    x: *const f32,
+    ldx: usize,
+    y: *mut f32,
+    ldy: usize,
+) {
+    // SAFETY (whole body): pointers are in bounds by the caller's contract; partial loads read
+    // nothing past column k.
+    unsafe {
+        let mut acc = [[S::zero(); NB]; R];
+        let mut j = 0;
+        while j + S::LANES <= k {
+            let mut xv = [S::zero(); NB];
+            for (b, v) in xv.iter_mut().enumerate() {
+                *v = S::load(x.add(b * ldx + j));
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = T::load::<S>(w.add(r * ld + j));
+                for b in 0..NB {
+                    acc_r[b] = S::fma(wv, xv[b], acc_r[b]);
                 }
             }
+            j += S::LANES;
+        }
+        if j < k {
+            let n = k - j;
+            let mut xv = [S::zero(); NB];
+            for (b, v) in xv.iter_mut().enumerate() {
+                *v = S::load_part(x.add(b * ldx + j), n);
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = T::load_part::<S>(w.add(r * ld + j), n);
+                for b in 0..NB {
+                    acc_r[b] = S::fma(wv, xv[b], acc_r[b]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (b, a) in acc_r.iter().enumerate() {
+                *y.add(b * ldy + r) += S::sum(*a);
+            }
         }
     }
+}
 
-    /// Rows in blocks of `R`, then the rest as one shorter block; batch rows in blocks of `NB`,
-    /// then singles.
+/// Rows in blocks of `R`, then the rest as one shorter block; batch rows in blocks of `NB`,
+/// then singles.
+#[inline(always)]
+unsafe fn sweep<S: Simd, T: Weight, const R: usize, const NB: usize>(
+    w: &[T],
+    k: usize,
+    ld: usize,
+    o: Operands<'_>,
+    rows: Range<usize>,
+) {
+    let (wp, y) = (w.as_ptr(), o.y);
+    let mut r = rows.start;
+    // SAFETY (whole body): forwarded contract of `dense_acc`.
+    unsafe {
+        while r + R <= rows.end {
+            row_block::<S, T, R, NB>(wp.add(r * ld), k, ld, Operands { y: y.add(r), ..o });
+            r += R;
+        }
+        // The last rows.end - r < R rows as one block of that height: a block's time is set
+        // by its FMA dependency chains, not its height, so single rows (the earlier tail)
+        // cost as much each as a full block (at H = 650 the thread with 330 units spent
+        // 43 block-times per gate against 40 for the one with 320, and the other waited).
+        let (w, o) = (wp.add(r * ld), Operands { y: y.add(r), ..o });
+        match rows.end - r {
+            0 => {}
+            1 => row_block::<S, T, 1, NB>(w, k, ld, o),
+            2 => row_block::<S, T, 2, NB>(w, k, ld, o),
+            3 => row_block::<S, T, 3, NB>(w, k, ld, o),
+            4 => row_block::<S, T, 4, NB>(w, k, ld, o),
+            5 => row_block::<S, T, 5, NB>(w, k, ld, o),
+            6 => row_block::<S, T, 6, NB>(w, k, ld, o),
+            7 => row_block::<S, T, 7, NB>(w, k, ld, o),
+            _ => unreachable!("the tail is shorter than a block of R ≤ 8 rows"),
+        }
+    }
+}
+
+/// `R` weight rows against every batch row: blocks of `NB` batch rows, then singles.
+#[inline(always)]
+unsafe fn row_block<S: Simd, T: Weight, const R: usize, const NB: usize>(
+    w: *const T,
+    k: usize,
+    ld: usize,
+    o: Operands<'_>,
+) {
+    let Operands { x, ldx, nb, y, ldy } = o;
+    let x = x.as_ptr();
+    // SAFETY (whole body): forwarded contract of `dense_acc` for these rows.
+    unsafe {
+        let mut b = 0;
+        while b + NB <= nb {
+            block::<S, T, R, NB>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+            b += NB;
+        }
+        while b < nb {
+            block::<S, T, R, 1>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
+            b += 1;
+        }
+    }
+}
+
+/// Most batch rows per register block of the panel kernel: 2 x 12 = 24 accumulators at
+/// AVX-512 (2 x 6 at AVX2, [`Simd::ACC_REGS`]).
+const PANEL_NB: usize = 12;
+
+/// Panel layout: `y[b, r] += W[r, :] · x[b, :]` with W stored as 32-row panels, each `[K][32]`
+/// (see `pack_panels`). Each x value is broadcast against two vectors of a panel's rows (the
+/// whole panel at 16 lanes, halves at 8): 2·NB accumulators, no horizontal reductions; the
+/// layout for wide batches (the hoisted input projection over T·B rows, batch ≥ 8).
+/// `rows.start` must be a multiple of 32.
+struct PanelKernel<'a> {
+    w: DenseWeights<'a>,
+    k: usize,
+    o: Operands<'a>,
+    rows: Range<usize>,
+}
+
+impl Kernel for PanelKernel<'_> {
+    type Out = ();
+
     #[inline(always)]
-    unsafe fn sweep<T: Load, const R: usize, const NB: usize>(
-        w: &[T],
-        k: usize,
-        ld: usize,
-        o: Operands<'_>,
-        rows: Range<usize>,
-    ) {
-        let (wp, y) = (w.as_ptr(), o.y);
-        let mut r = rows.start;
-        // SAFETY (whole body): forwarded contract of `dense_acc`.
-        unsafe {
-            while r + R <= rows.end {
-                row_block::<T, R, NB>(wp.add(r * ld), k, ld, Operands { y: y.add(r), ..o });
-                r += R;
-            }
-            // The last rows.end - r < R rows as one block of that height: a block's time is set
-            // by its FMA dependency chains, not its height, so single rows (the earlier tail)
-            // cost as much each as a full block (at H = 650 the thread with 330 units spent
-            // 43 block-times per gate against 40 for the one with 320, and the other waited).
-            let (w, o) = (wp.add(r * ld), Operands { y: y.add(r), ..o });
-            match rows.end - r {
-                0 => {}
-                1 => row_block::<T, 1, NB>(w, k, ld, o),
-                2 => row_block::<T, 2, NB>(w, k, ld, o),
-                3 => row_block::<T, 3, NB>(w, k, ld, o),
-                4 => row_block::<T, 4, NB>(w, k, ld, o),
-                5 => row_block::<T, 5, NB>(w, k, ld, o),
-                6 => row_block::<T, 6, NB>(w, k, ld, o),
-                7 => row_block::<T, 7, NB>(w, k, ld, o),
-                _ => unreachable!("the tail is shorter than a block of R ≤ 8 rows"),
-            }
-        }
-    }
-
-    /// `R` weight rows against every batch row: blocks of `NB` batch rows, then singles.
-    #[inline(always)]
-    unsafe fn row_block<T: Load, const R: usize, const NB: usize>(
-        w: *const T,
-        k: usize,
-        ld: usize,
-        o: Operands<'_>,
-    ) {
-        let Operands { x, ldx, nb, y, ldy } = o;
-        let x = x.as_ptr();
-        // SAFETY (whole body): forwarded contract of `dense_acc` for these rows.
-        unsafe {
-            let mut b = 0;
-            while b + NB <= nb {
-                block::<T, R, NB>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
-                b += NB;
-            }
-            while b < nb {
-                block::<T, R, 1>(w, k, ld, x.add(b * ldx), ldx, y.add(b * ldy), ldy);
-                b += 1;
-            }
-        }
-    }
-
-    /// Rows per panel (two registers).
-    use super::PANEL_ROWS as PANEL;
-    /// Batch rows per register block of the panel kernel: 2 x 12 = 24 accumulators.
-    const PANEL_NB: usize = 12;
-
-    /// Panel layout: `y[b, r] += W[r, :] · x[b, :]` with W stored as 32-row panels, each
-    /// `[K][32]` (see `pack_panels`). Each x value is broadcast against a 32-row slice of W: 2·NB
-    /// accumulators, no horizontal reductions; the layout for wide batches (the hoisted input
-    /// projection over T·B rows, batch ≥ 8). `rows.start` must be a multiple of 32.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(crate) unsafe fn panel_acc(
-        w: DenseWeights<'_>,
-        k: usize,
-        o: Operands<'_>,
-        rows: Range<usize>,
-    ) {
+    unsafe fn run<S: Simd>(self) {
+        let PanelKernel { w, k, o, rows } = self;
         // SAFETY: forwarded contract.
         unsafe {
             match w {
-                DenseWeights::F32(w) => panel_sweep::<f32>(w, k, o, rows),
-                DenseWeights::Bf16(w) => panel_sweep::<u16>(w, k, o, rows),
+                DenseWeights::F32(w) => panel_sweep::<S, f32>(w, k, o, rows),
+                DenseWeights::Bf16(w) => panel_sweep::<S, u16>(w, k, o, rows),
             }
         }
     }
+}
 
-    #[inline(always)]
-    unsafe fn panel_sweep<T: Load>(w: &[T], k: usize, o: Operands<'_>, rows: Range<usize>) {
-        let Operands { x, ldx, nb, y, ldy } = o;
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let nr = (rows.end - r0).min(PANEL);
+#[inline(always)]
+unsafe fn panel_sweep<S: Simd, T: Weight>(w: &[T], k: usize, o: Operands<'_>, rows: Range<usize>) {
+    let Operands { x, ldx, nb, y, ldy } = o;
+    let chunk = 2 * S::LANES;
+    let max_nb = (S::ACC_REGS / 2).min(PANEL_NB);
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let nr = (rows.end - r0).min(PANEL_ROWS);
+        for c0 in (0..nr).step_by(chunk) {
             // SAFETY (block): panel r0 / 32 holds k * 32 values; x holds nb rows of ldx ≥ k.
             unsafe {
-                let panel = w.as_ptr().add(r0 / PANEL * k * PANEL);
-                // Balanced batch blocks of ≤ 12 rows: 35 rows run as 12 + 12 + 11, not
-                // 12 + 12 + 4 + 4 + 1 + 1 + 1, whose single-row blocks (2 accumulators) wait on
-                // the FMA latency at a quarter of the rate.
-                let blocks = nb.div_ceil(PANEL_NB);
+                let panel = w.as_ptr().add(r0 / PANEL_ROWS * k * PANEL_ROWS + c0);
+                let n_rows = (nr - c0).min(chunk);
+                // Balanced batch blocks: 35 rows run as 12 + 12 + 11, not 12 + 12 + 4 + 4 + 1 +
+                // 1 + 1, whose single-row blocks (2 accumulators) wait on the FMA latency at a
+                // quarter of the rate.
+                let blocks = nb.div_ceil(max_nb);
                 let mut b0 = 0;
                 for blk in 0..blocks {
                     let rows_here = (nb - b0).div_ceil(blocks - blk);
-                    let (xb, yb) = (x.as_ptr().add(b0 * ldx), y.add(b0 * ldy + r0));
+                    let (xb, yb) = (x.as_ptr().add(b0 * ldx), y.add(b0 * ldy + r0 + c0));
                     macro_rules! dispatch {
                         ($($n:literal)*) => {
                             match rows_here {
-                                $($n => panel_block::<T, $n>(panel, k, xb, ldx, yb, ldy, nr),)*
+                                $($n => panel_block::<S, T, $n>(panel, k, xb, ldx, yb, ldy, n_rows),)*
                                 _ => unreachable!("batch blocks hold 1..=12 rows"),
                             }
                         };
@@ -335,70 +353,46 @@ pub(crate) mod avx512 {
                     b0 += rows_here;
                 }
             }
-            r0 += nr;
         }
+        r0 += nr;
     }
+}
 
-    #[inline(always)]
-    unsafe fn panel_block<T: Load, const NB: usize>(
-        pp: *const T,
-        k: usize,
-        x: *const f32,
-        ldx: usize,
-        y: *mut f32,
-        ldy: usize,
-        nr: usize,
-    ) {
-        // SAFETY (block): the panel holds k rows of 32; x holds NB rows of ldx ≥ k; y's NB rows
-        // have nr valid columns from here (masked stores).
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 2]; NB];
-            for j in 0..k {
-                let w0 = T::load(pp.add(j * PANEL), 0xffff);
-                let w1 = T::load(pp.add(j * PANEL + 16), 0xffff);
-                for (b, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(*x.add(b * ldx + j));
-                    a[0] = _mm512_fmadd_ps(w0, xv, a[0]);
-                    a[1] = _mm512_fmadd_ps(w1, xv, a[1]);
+#[inline(always)]
+unsafe fn panel_block<S: Simd, T: Weight, const NB: usize>(
+    pp: *const T,
+    k: usize,
+    x: *const f32,
+    ldx: usize,
+    y: *mut f32,
+    ldy: usize,
+    nr: usize,
+) {
+    // SAFETY (block): the panel holds k rows of 32 and the chunk's two vectors lie inside them;
+    // x holds NB rows of ldx ≥ k; y's NB rows have nr valid columns from here (partial stores).
+    unsafe {
+        let mut acc = [[S::zero(); 2]; NB];
+        for j in 0..k {
+            let w0 = T::load::<S>(pp.add(j * PANEL_ROWS));
+            let w1 = T::load::<S>(pp.add(j * PANEL_ROWS + S::LANES));
+            for (b, a) in acc.iter_mut().enumerate() {
+                let xv = S::splat(*x.add(b * ldx + j));
+                a[0] = S::fma(w0, xv, a[0]);
+                a[1] = S::fma(w1, xv, a[1]);
+            }
+        }
+        for (b, a) in acc.iter().enumerate() {
+            for (h, &v) in a.iter().enumerate() {
+                let n = nr.saturating_sub(h * S::LANES).min(S::LANES);
+                if n == 0 {
+                    break;
                 }
-            }
-            let m0: __mmask16 = if nr >= 16 {
-                0xffff
-            } else {
-                ((1u32 << nr) - 1) as __mmask16
-            };
-            let m1: __mmask16 = if nr >= 32 {
-                0xffff
-            } else if nr > 16 {
-                ((1u32 << (nr - 16)) - 1) as __mmask16
-            } else {
-                0
-            };
-            for (b, a) in acc.iter().enumerate() {
-                let yp = y.add(b * ldy);
-                _mm512_mask_storeu_ps(yp, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yp), a[0]));
-                _mm512_mask_storeu_ps(
-                    yp.add(16),
-                    m1,
-                    _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yp.add(16)), a[1]),
-                );
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(crate) unsafe fn dense_acc(m: DenseRows<'_>, o: Operands<'_>, rows: Range<usize>) {
-        let Operands { nb, .. } = o;
-        // SAFETY: forwarded contract.
-        unsafe {
-            let DenseRows { w, k, ld } = m;
-            match (w, nb) {
-                (DenseWeights::F32(w), 1) => sweep::<f32, 8, 1>(w, k, ld, o, rows),
-                (DenseWeights::F32(w), 2) => sweep::<f32, 4, 2>(w, k, ld, o, rows),
-                (DenseWeights::F32(w), _) => sweep::<f32, 4, 4>(w, k, ld, o, rows),
-                (DenseWeights::Bf16(w), 1) => sweep::<u16, 8, 1>(w, k, ld, o, rows),
-                (DenseWeights::Bf16(w), 2) => sweep::<u16, 4, 2>(w, k, ld, o, rows),
-                (DenseWeights::Bf16(w), _) => sweep::<u16, 4, 4>(w, k, ld, o, rows),
+                let p = y.add(b * ldy + h * S::LANES);
+                if n == S::LANES {
+                    S::store(p, S::add(S::load(p), v));
+                } else {
+                    S::store_part(p, n, S::add(S::load_part(p, n), v));
+                }
             }
         }
     }
@@ -420,15 +414,49 @@ pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> 
     out
 }
 
-/// Panel layout product (see `avx512::panel_acc`); portable fallback beside it.
+/// Panel layout product (see [`PanelKernel`]) at `level`; at `portable`, f32 panels go through
+/// the gemm crate (each panel is a `k x 32` matrix with row stride 32) and bf16 ones through the
+/// plain loop.
 ///
 /// # Safety
 /// As `dense_acc`; `rows.start` is a multiple of 32.
-pub(crate) unsafe fn panel_acc(w: DenseWeights<'_>, k: usize, o: Operands<'_>, rows: Range<usize>) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: features present; forwarded contract.
-        unsafe { avx512::panel_acc(w, k, o, rows) };
+pub(crate) unsafe fn panel_acc(
+    level: Isa,
+    w: DenseWeights<'_>,
+    k: usize,
+    o: Operands<'_>,
+    rows: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    let Err(PanelKernel { w, k, o, rows }) =
+        (unsafe { simd::run(level, PanelKernel { w, k, o, rows }) })
+    else {
+        return;
+    };
+    if let DenseWeights::F32(w) = w {
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let nr = (rows.end - r0).min(PANEL_ROWS);
+            // SAFETY: panel r0 / 32 holds k rows of 32; x holds nb rows of ldx ≥ k; y's rows
+            // r0..r0 + nr of every batch row are the caller's.
+            unsafe {
+                crate::gemm::gemm_raw(
+                    o.nb,
+                    nr,
+                    k,
+                    o.y.add(r0),
+                    o.ldy,
+                    o.x.as_ptr(),
+                    (o.ldx as isize, 1),
+                    w.as_ptr().add(r0 / PANEL_ROWS * k * PANEL_ROWS),
+                    (PANEL_ROWS as isize, 1),
+                    1.0,
+                    1.0,
+                    false,
+                )
+            };
+            r0 += nr;
+        }
         return;
     }
     let value = |r: usize, j: usize| {
