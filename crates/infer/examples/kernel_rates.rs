@@ -3,6 +3,7 @@
 //! and the `gemm` crate for comparison (on one thread too).
 //!
 //! Run: `cargo run --release -p symbiont-infer --example kernel_rates -- H [DENSITY [FORMAT]]`
+//! (`SYMBIONT_ISA=avx2` etc. picks the level of the hand kernels).
 
 use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
 use kernels::{matmul, Trans};
@@ -62,7 +63,14 @@ fn main() {
         let only: Format = only.parse().expect("a format name");
         formats.retain(|f| *f == only);
     }
-    println!("one gate block {rows}x{cols}, density {density}");
+    let level = kernels::isa::from_env().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    println!(
+        "one gate block {rows}x{cols}, density {density}, ISA {level} (gemm crate: {})",
+        kernels::isa::gemm_level()
+    );
     for nb in [1usize, 2, 4, 16, 35, 140, 560] {
         let x: Vec<f32> = (0..nb * cols).map(|i| (i as f32 * 0.1).sin()).collect();
         let mut y = vec![0f32; nb * rows];

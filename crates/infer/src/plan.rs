@@ -930,11 +930,12 @@ unsafe fn lstm_epilogue(
 #[inline(never)]
 fn epilogue_row(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
+    if kernels::isa::active().avx512() {
+        // SAFETY: the process runs at an AVX-512 level, which only a CPU with AVX-512F gets.
         unsafe { epilogue_row_avx512(gi, gf, gg, go, c, h) };
         return;
     }
+    // The crate's baseline (x86-64-v3: AVX2 + FMA, .cargo/config.toml; NEON on aarch64).
     epilogue_body(gi, gf, gg, go, c, h);
 }
 

@@ -86,7 +86,9 @@ impl std::str::FromStr for Isa {
             .copied()
             .find(|l| l.name() == s.trim().to_ascii_lowercase())
             .ok_or_else(|| {
-                format!("unknown ISA level `{s}`: expected one of portable, neon, avx2, avx512, amx")
+                format!(
+                    "unknown ISA level `{s}`: expected one of portable, neon, avx2, avx512, amx"
+                )
             })
     }
 }
@@ -224,6 +226,8 @@ mod tests {
         let err = parse_forced(missing).unwrap_err();
         assert!(err.contains(ENV) && err.contains(missing), "{err}");
         assert!(parse_forced("portable").is_ok());
-        assert!(parse_forced("bogus").unwrap_err().contains("unknown ISA level"));
+        assert!(parse_forced("bogus")
+            .unwrap_err()
+            .contains("unknown ISA level"));
     }
 }

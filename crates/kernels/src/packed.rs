@@ -12,9 +12,9 @@ pub use bsr::{Bsr, BLOCK_SHAPES};
 pub use csr::{Csr, Indices};
 pub use dense::{bf16_to_f32, f32_to_bf16};
 
+use crate::isa::{self, Isa};
 use aligned_vec::{AVec, ConstAlign};
 use dense::{dense_acc, DenseRows, DenseWeights};
-use crate::isa::{self, Isa};
 use std::fmt;
 use std::ops::Range;
 
@@ -448,13 +448,14 @@ impl PackedMatrix {
                 Storage::Dense { w, ld } => {
                     dense_acc(level, DenseRows::new(DenseWeights::F32(w), k, *ld), o, rows)
                 }
-                Storage::Bf16 { w, ld } => {
-                    dense_acc(level, DenseRows::new(DenseWeights::Bf16(w), k, *ld), o, rows)
-                }
+                Storage::Bf16 { w, ld } => dense_acc(
+                    level,
+                    DenseRows::new(DenseWeights::Bf16(w), k, *ld),
+                    o,
+                    rows,
+                ),
                 Storage::Panel(w) => dense::panel_acc(level, DenseWeights::F32(w), k, o, rows),
-                Storage::Bf16Panel(w) => {
-                    dense::panel_acc(level, DenseWeights::Bf16(w), k, o, rows)
-                }
+                Storage::Bf16Panel(w) => dense::panel_acc(level, DenseWeights::Bf16(w), k, o, rows),
                 Storage::Bf16Amx(w) => amx::acc(level, w, k, o, rows),
                 Storage::Csr(c) => c.acc(level, o, rows),
                 Storage::Bsr(b) => b.acc(level, o, rows),

@@ -317,8 +317,8 @@ unsafe fn strips_at(level: Isa, op: &Operands, s0: usize, s1: usize) {
 }
 
 /// Strips `[s0, s1)` of the product, written once over the lane width: each strip in column
-/// chunks of two vectors (the whole 32-column strip at 16 lanes, halves at 8, quarters at 4),
-/// each chunk in balanced blocks of rows whose 2 x rows accumulators fit the level's registers.
+/// chunks of `CV` vectors (the whole 32-column strip as two vectors at 16 lanes or four at 8),
+/// each chunk in balanced blocks of rows whose CV x rows accumulators fit the level's registers.
 struct Strips<'a> {
     op: &'a Operands,
     s0: usize,
@@ -330,32 +330,48 @@ impl Kernel for Strips<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        let Strips { op, s0, s1 } = self;
-        let max_rows = (S::ACC_REGS / 2).min(MAX_ROWS);
-        // Balanced row blocks: 20 rows run as 10 + 10, not 12 + 8.
-        let blocks = op.m.div_ceil(max_rows);
-        let chunk = 2 * S::LANES;
-        for s in s0..s1 {
-            let j0 = s * STRIP;
-            let width = (op.n - j0).min(STRIP);
-            for c0 in (0..width).step_by(chunk) {
-                // SAFETY: strip s starts at s * k * 32 and holds k rows of 32 values.
-                let b = unsafe { op.b.add(s * op.k * STRIP + c0) };
-                let cols = (width - c0).min(chunk);
-                let mut r0 = 0;
-                for blk in 0..blocks {
-                    let rows = (op.m - r0).div_ceil(blocks - blk);
-                    // SAFETY: rows r0..r0 + rows of a and c, columns j0 + c0 .. + cols of c.
-                    unsafe { block_dispatch::<S>(op, b, r0, rows, j0 + c0, cols) };
-                    r0 += rows;
-                }
+        // Two vectors x 12 rows at 16 lanes; at 8 lanes four vectors x 3 rows (4 loads and 3
+        // broadcasts per 12 FMAs) measured faster than two x 6 (2 + 6 per 12), and at 4 lanes
+        // four x 6 (`few_rows` example, docs/benchmarks.md "ISA levels").
+        // SAFETY: forwarded contract.
+        unsafe {
+            if S::LANES >= 16 {
+                strips::<S, 2>(self)
+            } else {
+                strips::<S, 4>(self)
+            }
+        }
+    }
+}
+
+/// The strips in chunks of `CV` vectors of columns.
+#[inline(always)]
+unsafe fn strips<S: Simd, const CV: usize>(k: Strips<'_>) {
+    let Strips { op, s0, s1 } = k;
+    let max_rows = (S::ACC_REGS / CV).min(MAX_ROWS);
+    // Balanced row blocks: 20 rows run as 10 + 10, not 12 + 8.
+    let blocks = op.m.div_ceil(max_rows);
+    let chunk = CV * S::LANES;
+    for s in s0..s1 {
+        let j0 = s * STRIP;
+        let width = (op.n - j0).min(STRIP);
+        for c0 in (0..width).step_by(chunk) {
+            // SAFETY: strip s starts at s * k * 32 and holds k rows of 32 values.
+            let b = unsafe { op.b.add(s * op.k * STRIP + c0) };
+            let cols = (width - c0).min(chunk);
+            let mut r0 = 0;
+            for blk in 0..blocks {
+                let rows = (op.m - r0).div_ceil(blocks - blk);
+                // SAFETY: rows r0..r0 + rows of a and c, columns j0 + c0 .. + cols of c.
+                unsafe { block_dispatch::<S, CV>(op, b, r0, rows, j0 + c0, cols) };
+                r0 += rows;
             }
         }
     }
 }
 
 #[inline(always)]
-unsafe fn block_dispatch<S: Simd>(
+unsafe fn block_dispatch<S: Simd, const CV: usize>(
     op: &Operands,
     b: *const f32,
     r0: usize,
@@ -367,7 +383,7 @@ unsafe fn block_dispatch<S: Simd>(
         ($($n:literal)*) => {
             match rows {
                 // SAFETY: forwarded contract.
-                $($n => unsafe { block::<S, $n>(op, b, r0, j, cols) },)*
+                $($n => unsafe { block::<S, CV, $n>(op, b, r0, j, cols) },)*
                 _ => unreachable!("row blocks hold 1..=12 rows"),
             }
         };
@@ -375,11 +391,11 @@ unsafe fn block_dispatch<S: Simd>(
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
 }
 
-/// The register block: R rows x two vectors of columns accumulate over the whole k loop,
-/// streaming the chunk of the strip `b` (k rows, 32 apart) once; `cols` ≤ 2 lanes of them are
+/// The register block: R rows x CV vectors of columns accumulate over the whole k loop,
+/// streaming the chunk of the strip `b` (k rows, 32 apart) once; `cols` ≤ CV lanes of them are
 /// stored (the strip's zero padding is computed but never written).
 #[inline(always)]
-unsafe fn block<S: Simd, const R: usize>(
+unsafe fn block<S: Simd, const CV: usize, const R: usize>(
     op: &Operands,
     mut b: *const f32,
     r0: usize,
@@ -388,18 +404,21 @@ unsafe fn block<S: Simd, const R: usize>(
 ) {
     const { assert!(R <= MAX_ROWS) };
     // SAFETY (whole body): a holds rows r0..r0 + R of k; the strip holds k rows of 32 values
-    // from its start, and the chunk's two vectors lie inside them; c's stores are limited to
+    // from its start, and the chunk's CV vectors lie inside them; c's stores are limited to
     // `cols` columns from j.
     unsafe {
-        let mut acc = [[S::zero(); 2]; R];
+        let mut acc = [[S::zero(); CV]; R];
         let a = op.a.add(r0 * op.lda);
         for kk in 0..op.k {
-            let b0 = S::load(b);
-            let b1 = S::load(b.add(S::LANES));
+            let mut bv = [S::zero(); CV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = S::load(b.add(v * S::LANES));
+            }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = S::splat(*a.add(r * op.lda + kk));
-                acc[0] = S::fma(x, b0, acc[0]);
-                acc[1] = S::fma(x, b1, acc[1]);
+                for v in 0..CV {
+                    acc[v] = S::fma(x, bv[v], acc[v]);
+                }
             }
             b = b.add(STRIP);
         }
@@ -486,7 +505,19 @@ mod tests {
         for level in isa::supported() {
             let mut got = fast.clone();
             matmul_packed_at(level, m, alpha, &a, lda, &packed, beta, &mut got, ldc);
-            compare(level, &got, &c0, &a, &b, m, n, k, (lda, ldb, ldc), alpha, beta);
+            compare(
+                level,
+                &got,
+                &c0,
+                &a,
+                &b,
+                m,
+                n,
+                k,
+                (lda, ldb, ldc),
+                alpha,
+                beta,
+            );
         }
     }
 

@@ -258,7 +258,10 @@ impl<I: Copy + Into<u32>> Kernel for Blocks16<'_, I> {
                     }
                     let mut lanes = [0f32; 16];
                     for v in 0..vecs {
-                        S::store(lanes.as_mut_ptr().add(v * S::LANES), S::add(acc[0][v], acc[1][v]));
+                        S::store(
+                            lanes.as_mut_ptr().add(v * S::LANES),
+                            S::add(acc[0][v], acc[1][v]),
+                        );
                     }
                     if m.br == 4 {
                         // Values 4a..4a+4 belong to row a of the block.

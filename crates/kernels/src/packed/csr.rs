@@ -147,10 +147,18 @@ impl Csr {
         // SAFETY (every arm): forwarded contract; row_ptr bounds each row's non-zeros.
         let done = unsafe {
             match (&self.col_idx, f32v) {
-                (Indices::U16(c), true) => simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok(),
-                (Indices::U32(c), true) => simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok(),
-                (Indices::U16(c), false) => simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok(),
-                (Indices::U32(c), false) => simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok(),
+                (Indices::U16(c), true) => {
+                    simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok()
+                }
+                (Indices::U32(c), true) => {
+                    simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok()
+                }
+                (Indices::U16(c), false) => {
+                    simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok()
+                }
+                (Indices::U32(c), false) => {
+                    simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok()
+                }
             }
         };
         if !done {
@@ -210,12 +218,10 @@ impl Csr {
                     let done = unsafe {
                         match &self.col_idx {
                             Indices::U16(ci) => {
-                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr))
-                                    .is_ok()
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr)).is_ok()
                             }
                             Indices::U32(ci) => {
-                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr))
-                                    .is_ok()
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr)).is_ok()
                             }
                         }
                     };

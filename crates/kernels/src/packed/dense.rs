@@ -93,11 +93,53 @@ pub(crate) unsafe fn dense_acc(level: Isa, m: DenseRows<'_>, o: Operands<'_>, ro
         }
     }
     // SAFETY: forwarded caller contract.
-    if let Err(DenseKernel { m, o, rows }) = unsafe { simd::run(level, DenseKernel { m, o, rows }) }
-    {
+    let Err(DenseKernel { m, o, rows }) = (unsafe { simd::run(level, DenseKernel { m, o, rows }) })
+    else {
+        return;
+    };
+    match m.w {
+        // bf16 at `portable`, several batch rows: blocks of rows widened to f32, then the gemm
+        // crate (the plain loop runs at ~20 GFLOP/s whatever the batch; `kernel_rates`).
+        DenseWeights::Bf16(w) if nb >= 4 => {
+            const BLOCK: usize = 64;
+            let mut r0 = rows.start;
+            while r0 < rows.end {
+                let r1 = (r0 + BLOCK).min(rows.end);
+                with_widened(&w[r0 * ld..(r1 - 1) * ld + k], |wf| {
+                    // SAFETY: wf holds rows r0..r1 of k, ld apart; forwarded contract for x, y.
+                    unsafe {
+                        crate::gemm::matmul_acc_bt_serial(
+                            nb,
+                            r1 - r0,
+                            k,
+                            x.as_ptr(),
+                            ldx,
+                            wf.as_ptr(),
+                            ld,
+                            y.add(r0),
+                            ldy,
+                        )
+                    }
+                });
+                r0 = r1;
+            }
+        }
         // SAFETY: forwarded caller contract.
-        unsafe { portable_dense_acc(m, o, rows) }
+        _ => unsafe { portable_dense_acc(m, o, rows) },
     }
+}
+
+/// Runs `f` on `w` widened from bf16 to f32, in a per-thread scratch buffer.
+fn with_widened<R>(w: &[u16], f: impl FnOnce(&[f32]) -> R) -> R {
+    thread_local! {
+        static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WIDE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.extend(w.iter().map(|&v| bf16_to_f32(v)));
+        f(&buf)
+    })
 }
 
 /// Portable kernel: 8 f32 lanes per row, one row and one batch row at a time (bf16 weights at
@@ -414,9 +456,8 @@ pub(crate) fn pack_panels<T: Copy + Default>(w: &[T], rows: usize, k: usize) -> 
     out
 }
 
-/// Panel layout product (see [`PanelKernel`]) at `level`; at `portable`, f32 panels go through
-/// the gemm crate (each panel is a `k x 32` matrix with row stride 32) and bf16 ones through the
-/// plain loop.
+/// Panel layout product (see [`PanelKernel`]) at `level`; at `portable` each panel (a `k x 32`
+/// matrix with row stride 32; bf16 widened first) goes through the gemm crate.
 ///
 /// # Safety
 /// As `dense_acc`; `rows.start` is a multiple of 32.
@@ -433,11 +474,12 @@ pub(crate) unsafe fn panel_acc(
     else {
         return;
     };
-    if let DenseWeights::F32(w) = w {
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let nr = (rows.end - r0).min(PANEL_ROWS);
-            // SAFETY: panel r0 / 32 holds k rows of 32; x holds nb rows of ldx ≥ k; y's rows
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let nr = (rows.end - r0).min(PANEL_ROWS);
+        let at = r0 / PANEL_ROWS * k * PANEL_ROWS;
+        let product = |panel: &[f32]| {
+            // SAFETY: the panel holds k rows of 32; x holds nb rows of ldx ≥ k; y's rows
             // r0..r0 + nr of every batch row are the caller's.
             unsafe {
                 crate::gemm::gemm_raw(
@@ -448,49 +490,19 @@ pub(crate) unsafe fn panel_acc(
                     o.ldy,
                     o.x.as_ptr(),
                     (o.ldx as isize, 1),
-                    w.as_ptr().add(r0 / PANEL_ROWS * k * PANEL_ROWS),
+                    panel.as_ptr(),
                     (PANEL_ROWS as isize, 1),
                     1.0,
                     1.0,
                     false,
                 )
-            };
-            r0 += nr;
-        }
-        return;
-    }
-    let value = |r: usize, j: usize| {
-        let at = (r / PANEL_ROWS * k + j) * PANEL_ROWS + r % PANEL_ROWS;
-        match w {
-            DenseWeights::F32(w) => w[at],
-            DenseWeights::Bf16(w) => bf16_to_f32(w[at]),
-        }
-    };
-    // SAFETY: forwarded contract.
-    unsafe { scalar_acc(value, |v| v, k, o, rows) }
-}
-
-/// The plain loop behind the packed layouts' fallbacks: `y[b * ldy + r] += Σ_j weight(r, j) ·
-/// input(x[b * ldx + j])`, summed in f32 (`input` is where a format rounds x).
-///
-/// # Safety
-/// As `dense_acc`.
-pub(crate) unsafe fn scalar_acc(
-    weight: impl Fn(usize, usize) -> f32,
-    input: impl Fn(f32) -> f32,
-    k: usize,
-    o: Operands<'_>,
-    rows: Range<usize>,
-) {
-    let Operands { x, ldx, nb, y, ldy } = o;
-    for b in 0..nb {
-        for r in rows.clone() {
-            let mut s = 0f32;
-            for j in 0..k {
-                s = weight(r, j).mul_add(input(x[b * ldx + j]), s);
             }
-            // SAFETY: caller contract.
-            unsafe { *y.add(b * ldy + r) += s };
+        };
+        match w {
+            DenseWeights::F32(w) => product(&w[at..at + k * PANEL_ROWS]),
+            // Widened once per call: k·32 conversions against nb·k·32 multiply-adds.
+            DenseWeights::Bf16(w) => with_widened(&w[at..at + k * PANEL_ROWS], product),
         }
+        r0 += nr;
     }
 }
