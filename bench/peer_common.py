@@ -292,10 +292,20 @@ def versions():
     return out
 
 
+# The variables that hold each engine to an instruction-set level (docs/benchmarks.md, "ISA levels"):
+# symbiont's hand kernels, PyTorch's ATen kernels, its oneDNN LSTM and its MKL GEMMs. ONNX Runtime's MLAS picks its
+# own kernels and has no such switch.
+ISA_ENV = ("SYMBIONT_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_env():
+    return {k: os.environ.get(k) for k in ISA_ENV}
+
+
 def provenance(threads):
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "machine": platform.machine(),
             "os": platform.platform(), "git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            **versions()}
+            "isa_env": isa_env(), **versions()}
 
 
 def rel_err(got, want):

@@ -80,7 +80,9 @@ def main():
     import torch  # only for its version
     machine = {"kind": "machine", "cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
                "torch": torch.__version__, "python": platform.python_version(), "config": args.config,
-               "steps": args.steps, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "steps": args.steps, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "isa_env": {k: os.environ.get(k) for k in ("SYMBIONT_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")},
+               "symbiont": args.symbiont}
     rows = []
     peaks = []
     with open(raw, "w") as f:
@@ -94,7 +96,8 @@ def main():
             sy_tps = sy["session_tokens_per_s"]
             row = {"kind": "round", "round": r, "pytorch_tokens_per_s": pt["tokens_per_s"],
                    "symbiont_tokens_per_s": sy_tps, "symbiont_tokens_per_s_with_warmup": sy["tokens_per_s"],
-                   "ratio": sy_tps / pt["tokens_per_s"]}
+                   "ratio": sy_tps / pt["tokens_per_s"], "symbiont_isa": sy.get("isa"),
+                   "symbiont_gemm_isa": sy.get("gemm_isa")}
             rows.append(row)
             f.write(json.dumps(row) + "\n")
             print(f"round {r}: pytorch {pt['tokens_per_s']:.0f} tok/s, symbiont {sy_tps:.0f} tok/s, "
@@ -107,6 +110,8 @@ def main():
     pt_med = statistics.median(r["pytorch_tokens_per_s"] for r in rows)
     sy_med = statistics.median(r["symbiont_tokens_per_s"] for r in rows)
     print(json.dumps({"config": args.config, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
+                      "symbiont_isa": rows[-1]["symbiont_isa"], "symbiont_gemm_isa": rows[-1]["symbiont_gemm_isa"],
+                      "isa_env": machine["isa_env"],
                       "pytorch_tokens_per_s_median": pt_med, "symbiont_tokens_per_s_median": sy_med,
                       "pytorch_steps_per_s_median": pt_med / 700, "symbiont_steps_per_s_median": sy_med / 700,
                       "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),

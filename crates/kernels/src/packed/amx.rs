@@ -78,6 +78,8 @@ pub(crate) fn round_input(v: f32) -> f32 {
 /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them; `w` packed
 /// for `k` columns and at least `rows.end` rows; x holds `nb` rows of `ldx ≥ k`.
 pub(crate) unsafe fn acc(level: Isa, w: &[u16], k: usize, o: Operands<'_>, rows: Range<usize>) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = level;
     #[cfg(target_arch = "x86_64")]
     if level == Isa::Amx && tiles::available() {
         // SAFETY: AMX present and permitted; forwarded contract.
