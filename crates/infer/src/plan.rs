@@ -438,10 +438,18 @@ impl StackPlan {
                 .collect();
             for (d, dir) in layer.dirs.iter().enumerate() {
                 // Serial, split by units, and (LSTM cells, at least one batch row per thread)
-                // split by batch rows.
-                let mut options = vec![(1, false), (self.threads, false)];
-                if b >= self.threads && matches!(dir.cell, Cell::Lstm { .. }) {
-                    options.push((self.threads, true));
+                // split by batch rows, over 2, 4, 8, … threads up to the plan's: a step too
+                // small to feed 16 threads may still gain from 2, so more threads never force
+                // a slower split (issue 12; bench/thread_scaling.sh).
+                let mut options = vec![(1, false)];
+                let mut parts = 2;
+                while parts < self.threads * 2 {
+                    let n = parts.min(self.threads);
+                    options.push((n, false));
+                    if b >= n && matches!(dir.cell, Cell::Lstm { .. }) {
+                        options.push((n, true));
+                    }
+                    parts *= 2;
                 }
                 candidates.push(Candidate {
                     l,
