@@ -15,6 +15,14 @@ pub struct Host {
     pub os: String,
     #[serde(default)]
     pub arch: String,
+    /// The instruction-set level symbiont's hand kernels ran at (`SYMBIONT_ISA`, else the
+    /// highest the CPU has: portable, neon, avx2, avx512, amx). Set by the front end for
+    /// symbiont's in-process engines; absent for other engines and in older tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isa: Option<String>,
+    /// The level the `gemm` crate ran its kernels at (set and absent as `isa`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_isa: Option<String>,
 }
 
 impl Host {
@@ -27,6 +35,8 @@ impl Host {
             logical_cpus: std::thread::available_parallelism().ok().map(|n| n.get()),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
+            isa: None,
+            gemm_isa: None,
         }
     }
 }
@@ -101,6 +111,30 @@ mod tests {
         assert_eq!(utc_string(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_string(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc_string(1_767_225_599), "2025-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn hosts_without_isa_fields_still_load_and_the_fields_round_trip() {
+        let old = r#"{"cpu_model": "Intel Xeon", "physical_cores": 2, "logical_cpus": 2, "os": "linux", "arch": "x86_64"}"#;
+        let host: Host = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (host.isa.as_deref(), host.gemm_isa.as_deref()),
+            (None, None)
+        );
+        // Absent fields stay absent when written again.
+        assert!(!serde_json::to_string(&host).unwrap().contains("isa"));
+        let with = Host {
+            isa: Some("avx2".into()),
+            gemm_isa: Some("avx512".into()),
+            ..host.clone()
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""isa":"avx2""#) && text.contains(r#""gemm_isa":"avx512""#));
+        assert_eq!(serde_json::from_str::<Host>(&text).unwrap(), with);
+        assert_ne!(
+            with, host,
+            "a table measured at another level is another host"
+        );
     }
 
     #[test]

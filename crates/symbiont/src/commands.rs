@@ -1,7 +1,7 @@
 //! The subcommands: argument handling and printing around the library calls.
 
-use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, PeakArgs, TrainArgs};
-use kernels::{matmul, Trans};
+use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, IsaArgs, TrainArgs};
+use kernels::isa;
 use serde_json::json;
 use std::error::Error;
 use std::io::IsTerminal;
@@ -159,6 +159,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         "status": status, "step": tr.step, "epoch": tr.epoch, "checkpoint": ckpt_dir,
         "train_seconds": tr.train_seconds, "tokens_per_s": tokens_per_s,
         "session_tokens_per_s": tr.session_tokens_per_s, "valid_ppl_per_epoch": tr.valid_ppl,
+        "isa": isa::active().name(), "gemm_isa": isa::gemm_level().name(),
     });
     if let Outcome::Finished { valid, test } = &outcome {
         summary["valid_ppl"] = json!(valid.perplexity);
@@ -249,7 +250,7 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
             json!({
                 "perplexity": r.perplexity, "loss": r.loss, "tokens": r.tokens, "split": args.split,
                 "batch": args.batch, "checkpoint": Checkpoint::locate(&args.checkpoint)?, "seconds": secs,
-                "engine": engine,
+                "engine": engine, "isa": isa::active().name(), "gemm_isa": isa::gemm_level().name(),
             })
         );
     } else {
@@ -259,6 +260,47 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// `symbiont isa`: the detected, active and supported levels and the gemm crate's level.
+pub fn isa(args: IsaArgs) -> Result<u8> {
+    let supported: Vec<&str> = isa::supported().iter().map(|l| l.name()).collect();
+    if args.supported {
+        for name in &supported {
+            println!("{name}");
+        }
+        return Ok(0);
+    }
+    let (detected, active, gemm) = (isa::detected(), isa::active(), isa::gemm_level());
+    if args.json {
+        println!(
+            "{}",
+            json!({"detected": detected.name(), "active": active.name(),
+                "supported": supported, "gemm_isa": gemm.name()})
+        );
+    } else {
+        println!("detected   {detected}");
+        let why = if isa_forced() { isa::ENV } else { "detected" };
+        println!("active     {active} ({why})");
+        println!("supported  {}", supported.join(" "));
+        println!("gemm crate {gemm}");
+    }
+    Ok(0)
+}
+
+/// Whether `SYMBIONT_ISA` chose the active level.
+fn isa_forced() -> bool {
+    std::env::var(isa::ENV).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// One line for the text output of bench and peak: the hand kernels' level and the gemm crate's.
+pub(crate) fn isa_line() -> String {
+    format!(
+        "ISA: hand kernels at {} ({}), gemm crate at {}",
+        isa::active(),
+        if isa_forced() { isa::ENV } else { "detected" },
+        isa::gemm_level()
+    )
 }
 
 pub fn gradcheck(args: GradcheckArgs, threads: Option<usize>) -> Result<u8> {
@@ -292,107 +334,6 @@ pub fn gradcheck(args: GradcheckArgs, threads: Option<usize>) -> Result<u8> {
         println!("{} checks, {} failed", results.len(), failed);
     }
     Ok(if failed == 0 { 0 } else { 1 })
-}
-
-/// Median seconds of `reps` runs of `f` after one warm-up run.
-fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
-    set_threads(threads, 0)?;
-    let (tb, v) = (700usize, 10_000usize);
-    let mut rows = Vec::new();
-    for &h in &args.hidden {
-        let g = 4 * h;
-        // (name, m, n, k, ta, tb)
-        let shapes = [
-            ("input_proj", tb, g, h, Trans::N, Trans::T),
-            ("weight_grad", g, h, tb, Trans::T, Trans::N),
-            ("softmax_fwd", tb, v, h, Trans::N, Trans::T),
-            ("softmax_dw", v, h, tb, Trans::T, Trans::N),
-            // The same product from a pre-transposed (V, T·B) gradient.
-            ("softmax_dw_pre_t", v, h, tb, Trans::N, Trans::N),
-            ("softmax_dx_from_t", tb, h, v, Trans::T, Trans::N),
-            ("softmax_dx", tb, h, v, Trans::N, Trans::N),
-            ("recurrent_step", 20, g, h, Trans::N, Trans::T),
-            // The same product from a transposed (H, G) copy of W_hh, and the step's dh product.
-            ("recurrent_step_wt", 20, g, h, Trans::N, Trans::N),
-            ("recurrent_dh", 20, h, g, Trans::N, Trans::N),
-        ];
-        for (name, m, n, k, ta, tbb) in shapes {
-            let a = vec![0.5f32; m * k];
-            let b = vec![0.25f32; k * n];
-            let mut c = vec![0.0f32; m * n];
-            let flops = 2.0 * (m * n * k) as f64;
-            let reps = ((2e9 / flops) as usize).clamp(5, 2000);
-            let secs = time_median(reps, || matmul(m, n, k, 1.0, &a, ta, &b, tbb, 0.0, &mut c));
-            rows.push(json!({"shape": name, "hidden": h, "m": m, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
-        }
-    }
-    // The same two products through the packed few-rows kernel the LSTM uses.
-    for &h in &args.hidden {
-        let g = 4 * h;
-        for (name, n, k) in [
-            ("recurrent_step_few_rows", g, h),
-            ("recurrent_dh_few_rows", h, g),
-        ] {
-            let a = vec![0.5f32; 20 * k];
-            let b = vec![0.25f32; k * n];
-            let mut c = vec![0.0f32; 20 * n];
-            let flops = 2.0 * (20 * n * k) as f64;
-            let mut packed = kernels::small_m::PackedB::new();
-            packed.pack(&b, n, k, n);
-            let secs = time_median(((2e9 / flops) as usize).clamp(5, 2000), || {
-                kernels::small_m::matmul_packed(20, 1.0, &a, k, &packed, 0.0, &mut c, n)
-            });
-            rows.push(json!({"shape": name, "hidden": h, "m": 20, "n": n, "k": k, "median_ms": secs * 1e3, "gflops": flops / secs / 1e9}));
-        }
-    }
-    let best = rows
-        .iter()
-        .map(|r| r["gflops"].as_f64().unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    // Copy bandwidth over 256 MiB (far beyond the caches): bytes copied per second.
-    let n = 64 << 20;
-    let src = vec![1.0f32; n];
-    let mut dst = vec![0.0f32; n];
-    let secs = time_median(5, || dst.copy_from_slice(&src));
-    let copy_gbs = (n * 4) as f64 / secs / 1e9;
-    if args.json {
-        println!(
-            "{}",
-            json!({"threads": rayon::current_num_threads(), "gemm_peak_gflops": best, "copy_gb_per_s": copy_gbs, "gemm": rows})
-        );
-    } else {
-        for r in &rows {
-            println!(
-                "{:<15} H={:<5} {:>5}x{:<6}x{:<6} {:>9.3} ms {:>7.1} GFLOP/s",
-                r["shape"].as_str().unwrap_or(""),
-                r["hidden"],
-                r["m"],
-                r["n"],
-                r["k"],
-                r["median_ms"].as_f64().unwrap_or(0.0),
-                r["gflops"].as_f64().unwrap_or(0.0)
-            );
-        }
-        println!(
-            "GEMM peak at training shapes: {best:.1} GFLOP/s ({} threads)",
-            rayon::current_num_threads()
-        );
-        println!("copy bandwidth: {copy_gbs:.1} GB/s (bytes copied per second, 256 MiB buffers)");
-    }
-    Ok(0)
 }
 
 pub fn inspect(args: InspectArgs) -> Result<u8> {

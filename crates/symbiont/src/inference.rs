@@ -269,6 +269,8 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         "batch": b,
         "seq": t,
         "threads": threads,
+        "isa": kernels::isa::active().name(),
+        "gemm_isa": kernels::isa::gemm_level().name(),
         "dtype": format!("{:?}", args.dtype).to_lowercase(),
         "format": match format { FormatChoice::Auto => "auto".to_string(), FormatChoice::Fixed(f) => f.to_string() },
         "median_ms": median,
@@ -298,6 +300,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
             samples.quantile(0.1), samples.quantile(0.9), samples.0.len(),
             gbs, flops / median / 1e6, bw.copy_gbs, bw.read_gbs, 100.0 * floor_ms / median
         );
+        println!("  {}", crate::commands::isa_line());
         for m in plan.stack().matrices() {
             println!(
                 "  {:<22} {:>6}x{:<6} {:<10} nnz {:>9}  {:>7.2} MB",

@@ -1,12 +1,13 @@
 //! `symbiont`: the command-line interface (a thin layer over the library crates).
 //!
-//! Exit codes: 0 success; 1 a check failed (`gradcheck`); 2 usage or runtime error (bad flags,
-//! missing or corrupt data, invalid config, non-finite loss); 130 interrupted by Ctrl-C after
-//! saving a checkpoint.
+//! Exit codes: 0 success; 1 a check failed (`gradcheck`); 2 usage or runtime error (bad flags, a
+//! `SYMBIONT_ISA` level unknown or missing from this CPU, missing or corrupt data, invalid config,
+//! non-finite loss); 130 interrupted by Ctrl-C after saving a checkpoint.
 
 mod commands;
 mod engines;
 mod inference;
+mod peak;
 mod pipeline;
 mod profiling;
 
@@ -57,8 +58,12 @@ enum Command {
     /// Draw latency tables (latency against size, frontier and plateaus marked) as SVG.
     Plot(profiling::PlotArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
-    /// (the limits benchmarks report against).
+    /// (the limits benchmarks report against), and the inference kernels beside the gemm crate
+    /// at the same shapes.
     Peak(PeakArgs),
+    /// The instruction-set levels: detected, active (after SYMBIONT_ISA), supported, and the
+    /// level the gemm crate runs at.
+    Isa(IsaArgs),
 }
 
 #[derive(clap::Args)]
@@ -153,12 +158,22 @@ pub struct CompactArgs {
 
 #[derive(clap::Args)]
 pub struct PeakArgs {
-    /// Hidden sizes whose training GEMM shapes are timed.
+    /// Hidden sizes whose training GEMM shapes and inference products are timed.
     #[arg(long, value_delimiter = ',', default_value = "200,650,1500")]
     pub hidden: Vec<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct IsaArgs {
+    /// Print JSON: {"detected", "active", "supported": [...], "gemm_isa"}.
+    #[arg(long, conflicts_with = "supported")]
+    pub json: bool,
+    /// Print only the supported level names, one per line, lowest first (for scripts).
+    #[arg(long)]
+    pub supported: bool,
 }
 
 fn main() -> ExitCode {
@@ -170,11 +185,17 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // A forced level the CPU lacks (or a misspelt one) is refused before any kernel runs.
+    if let Err(e) = kernels::isa::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Train(a) => commands::train(a, cli.threads),
         Command::Eval(a) => commands::eval(a, cli.threads),
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
-        Command::Peak(a) => commands::peak(a, cli.threads),
+        Command::Peak(a) => peak::peak(a, cli.threads),
+        Command::Isa(a) => commands::isa(a),
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
         Command::Infer(a) => inference::infer(a, cli.threads),

@@ -356,7 +356,14 @@ fn run_sweep(
         outcome.elapsed_s,
         outcome.unsettled()
     );
-    let table = LatencyTable::from_sweep(&outcome, args.label.clone());
+    let mut table = LatencyTable::from_sweep(&outcome, args.label.clone());
+    if matches!(name, "cpu-dense" | "cpu-sparse") {
+        // symbiont's own kernels ran: record the levels they and the gemm crate ran at.
+        for host in table.targets.iter_mut().filter_map(|t| t.host.as_mut()) {
+            host.isa = Some(kernels::isa::active().name().into());
+            host.gemm_isa = Some(kernels::isa::gemm_level().name().into());
+        }
+    }
     Ok(match outcome.status {
         SweepStatus::Complete => (table, 0, None),
         SweepStatus::Interrupted => (table, 130, None),

@@ -115,6 +115,9 @@ fn train_then_eval_gives_a_perplexity() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "max_steps");
     assert_eq!(summary["step"], 30);
+    // The levels the kernels and the gemm crate ran at (this process sees the same SYMBIONT_ISA).
+    assert_eq!(summary["isa"], kernels::isa::active().name());
+    assert_eq!(summary["gemm_isa"], kernels::isa::gemm_level().name());
     let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
     assert!(
         metrics
@@ -136,6 +139,8 @@ fn train_then_eval_gives_a_perplexity() {
     // Batch 20: 3688 rows per stream, every row but the last has a successor.
     assert_eq!(v["tokens"].as_u64().unwrap(), (73_760 / 20 - 1) * 20);
     assert_eq!(v["engine"], "train");
+    assert_eq!(v["isa"], kernels::isa::active().name());
+    assert_eq!(v["gemm_isa"], kernels::isa::gemm_level().name());
     // The inference plan scores the same: f32 and CSR agree closely, bf16 weights move it a little.
     for (extra, tol) in [
         (&["--dtype", "f32"][..], 1e-4),
