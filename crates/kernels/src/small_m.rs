@@ -330,12 +330,13 @@ impl Kernel for Strips<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        // Two vectors x 12 rows at 16 lanes; at 8 lanes four vectors x 3 rows (4 loads and 3
-        // broadcasts per 12 FMAs) measured faster than two x 6 (2 + 6 per 12), and at 4 lanes
-        // four x 6 (`few_rows` example, docs/benchmarks.md "ISA levels").
+        // Two vectors x 12 rows at 16 lanes, two x 6 at 8 (against four x 3 at 8 lanes: 132-150
+        // vs 113-130 GFLOP/s on two cores, the chunk's 16 columns of B stay in L1; `few_rows`
+        // example, docs/benchmarks.md "ISA levels"); four x 6 at NEON's 4 lanes (fewer loads per
+        // FMA; not measured on hardware).
         // SAFETY: forwarded contract.
         unsafe {
-            if S::LANES >= 16 {
+            if S::LANES >= 8 {
                 strips::<S, 2>(self)
             } else {
                 strips::<S, 4>(self)
@@ -542,15 +543,15 @@ mod tests {
                 .flat_map(|r| src[r * ld..r * ld + cols].to_vec())
                 .collect()
         };
-        let mut want = pick(&c0, m, n, ldc);
+        let mut want = pick(c0, m, n, ldc);
         matmul_reference(
             m,
             n,
             k,
             alpha,
-            &pick(&a, m, k, lda),
+            &pick(a, m, k, lda),
             Trans::N,
-            &pick(&b, k, n, ldb),
+            &pick(b, k, n, ldb),
             Trans::N,
             beta,
             &mut want,

@@ -257,11 +257,9 @@ impl<I: Copy + Into<u32>> Kernel for Blocks16<'_, I> {
                         }
                     }
                     let mut lanes = [0f32; 16];
-                    for v in 0..vecs {
-                        S::store(
-                            lanes.as_mut_ptr().add(v * S::LANES),
-                            S::add(acc[0][v], acc[1][v]),
-                        );
+                    let [even, odd] = acc;
+                    for (v, (e, o)) in even.iter().zip(&odd).enumerate().take(vecs) {
+                        S::store(lanes.as_mut_ptr().add(v * S::LANES), S::add(*e, *o));
                     }
                     if m.br == 4 {
                         // Values 4a..4a+4 belong to row a of the block.

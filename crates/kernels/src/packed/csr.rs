@@ -461,8 +461,9 @@ unsafe fn axpy_chunk<S: Simd, I: Copy + Into<u32>, const V: usize>(
             }
         }
         let out = yr.as_mut_ptr().add(c0);
-        for k in 0..V {
-            let sum = S::add(acc[0][k], acc[1][k]);
+        let [even, odd] = acc;
+        for (k, (e, o)) in even.iter().zip(&odd).enumerate() {
+            let sum = S::add(*e, *o);
             let n = (w - k * S::LANES).min(S::LANES);
             if n == S::LANES {
                 S::store(out.add(k * S::LANES), sum);
