@@ -6,21 +6,8 @@
 //! (`SYMBIONT_ISA=avx2` etc. picks the level of the hand kernels).
 
 use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
+use kernels::timing::median_secs;
 use kernels::{matmul, Trans};
-use std::time::Instant;
-
-fn median_secs(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..15)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[7]
-}
 
 fn main() {
     // One thread for everything, the `gemm` crate's comparison row included.
@@ -76,7 +63,7 @@ fn main() {
         let mut y = vec![0f32; nb * rows];
         for f in &formats {
             let m = PackedMatrix::pack(&w, rows, cols, *f);
-            let s = median_secs(|| m.acc(&x, cols, nb, &mut y, rows, 0..rows));
+            let s = median_secs(15, || m.acc(&x, cols, nb, &mut y, rows, 0..rows));
             println!(
                 "nb {nb:>3} {:<8} {:>9.1} us  {:>6.1} GFLOP/s  {:>6.1} GB/s",
                 f.to_string(),
@@ -85,8 +72,9 @@ fn main() {
                 m.bytes() as f64 / s / 1e9
             );
         }
-        let s =
-            median_secs(|| matmul(nb, rows, cols, 1.0, &x, Trans::N, &w, Trans::T, 1.0, &mut y));
+        let s = median_secs(15, || {
+            matmul(nb, rows, cols, 1.0, &x, Trans::N, &w, Trans::T, 1.0, &mut y)
+        });
         println!(
             "nb {nb:>3} gemm     {:>9.1} us  {:>6.1} GFLOP/s",
             s * 1e6,

@@ -6,22 +6,8 @@
 
 use kernels::isa;
 use kernels::small_m::{matmul_packed_at, PackedB};
+use kernels::timing::median_secs;
 use kernels::{matmul, Trans};
-use std::time::Instant;
-
-/// Median seconds of `reps` calls.
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let hidden: Vec<usize> = std::env::args()

@@ -17,6 +17,7 @@ mod simd;
 pub mod small_m;
 pub mod softmax;
 pub mod support;
+pub mod timing;
 
 pub use gemm::{matmul, matmul_reference, Trans};
 pub use real::Real;

@@ -344,7 +344,12 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn broadcast4(p: *const f32) -> __m256 {
-            unsafe { _mm256_broadcast_ps(&*(p as *const __m128)) }
+            // An unaligned 16-byte load, then both halves (a `&__m128` for `_mm256_broadcast_ps`
+            // would claim an alignment x does not have).
+            unsafe {
+                let q = _mm_loadu_ps(p);
+                _mm256_set_m128(q, q)
+            }
         }
         #[inline(always)]
         unsafe fn index_u16(p: *const u16, n: usize) -> __m256i {

@@ -6,26 +6,12 @@ use crate::commands::{isa_line, set_threads};
 use crate::PeakArgs;
 use kernels::isa;
 use kernels::packed::{Format, PackedMatrix};
+use kernels::timing::median_secs;
 use kernels::{matmul, Trans};
 use serde_json::{json, Value};
 use std::error::Error;
-use std::time::Instant;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
-
-/// Median seconds of `reps` runs of `f` after one warm-up run.
-fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Timed runs for a product of `flops`: about 2 GFLOP in all, 5 to 2000 runs.
 fn reps_for(flops: f64) -> usize {
@@ -65,7 +51,7 @@ fn training_rows(hidden: &[usize]) -> Vec<Value> {
             let b = vec![0.25f32; k * n];
             let mut c = vec![0.0f32; m * n];
             let reps = reps_for(2.0 * (m * n * k) as f64);
-            let secs = time_median(reps, || matmul(m, n, k, 1.0, &a, ta, &b, tbb, 0.0, &mut c));
+            let secs = median_secs(reps, || matmul(m, n, k, 1.0, &a, ta, &b, tbb, 0.0, &mut c));
             rows.push(row(name, h, (m, n, k), secs));
         }
     }
@@ -86,7 +72,7 @@ fn few_row_rows(hidden: &[usize]) -> Vec<Value> {
             let mut c = vec![0.0f32; 20 * n];
             let mut packed = kernels::small_m::PackedB::new();
             packed.pack(&b, n, k, n);
-            let secs = time_median(reps_for(2.0 * (20 * n * k) as f64), || {
+            let secs = median_secs(reps_for(2.0 * (20 * n * k) as f64), || {
                 kernels::small_m::matmul_packed(20, 1.0, &a, k, &packed, 0.0, &mut c, n)
             });
             rows.push(row(name, h, (20, n, k), secs));
@@ -118,8 +104,8 @@ fn inference_rows(hidden: &[usize]) -> Result<(Vec<Value>, Vec<Value>)> {
             let mut y = vec![0.0f32; nb * g];
             let reps = reps_for(2.0 * (nb * g * h) as f64);
             let (infer_s, gemm_s) = pool.install(|| {
-                let infer_s = time_median(reps, || packed.acc(&x, h, nb, &mut y, g, 0..g));
-                let gemm_s = time_median(reps, || {
+                let infer_s = median_secs(reps, || packed.acc(&x, h, nb, &mut y, g, 0..g));
+                let gemm_s = median_secs(reps, || {
                     matmul(nb, g, h, 1.0, &x, Trans::N, &w, Trans::T, 1.0, &mut y)
                 });
                 (infer_s, gemm_s)
@@ -147,7 +133,7 @@ pub fn peak(args: PeakArgs, threads: Option<usize>) -> Result<u8> {
     let n = 64 << 20;
     let src = vec![1.0f32; n];
     let mut dst = vec![0.0f32; n];
-    let secs = time_median(5, || dst.copy_from_slice(&src));
+    let secs = median_secs(5, || dst.copy_from_slice(&src));
     let copy_gbs = (n * 4) as f64 / secs / 1e9;
     if args.json {
         println!(
