@@ -48,8 +48,8 @@ pub struct PlanOptions {
     pub batch: usize,
     /// Sequence length the plan is tuned for (the input projection's width is seq · batch).
     pub seq: usize,
-    /// Threads per recurrent step: `None` measures 1 against `threads` per layer and keeps the
-    /// faster; `Some(n)` fixes it.
+    /// Threads per recurrent step: `None` measures 1, 2, 4, … up to `threads` per layer and keeps
+    /// the fastest; `Some(n)` fixes it.
     pub step_threads: Option<usize>,
     /// With `step_threads` fixed above 1: the threads own batch rows (whole sequences, no
     /// barrier per step; LSTM cells) instead of hidden units. Measured plans choose it themselves.
@@ -89,7 +89,8 @@ pub(crate) enum Cell {
 struct Direction {
     cell: Cell,
     reverse: bool,
-    /// Threads the step loop is split over (1 or the plan's threads, whichever measured faster).
+    /// Threads the step loop is split over (1, 2, 4, … or the plan's threads: whichever measured
+    /// fastest).
     parts: usize,
     /// With `parts > 1`: whether the threads own batch rows (whole independent sequences, no
     /// barrier between steps; LSTM cells only) rather than hidden units.
