@@ -478,3 +478,134 @@ mod arm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa;
+
+    /// Every operation of one level against plain arithmetic, at every partial width: the
+    /// first mismatch, named, or `Ok`.
+    struct Probe;
+
+    /// The lanes of `v`, stored through the level itself.
+    unsafe fn lanes<S: Simd>(v: S::V) -> Vec<f32> {
+        let mut out = vec![0f32; S::LANES];
+        // SAFETY: `out` holds LANES values.
+        unsafe { S::store(out.as_mut_ptr(), v) };
+        out
+    }
+
+    impl Kernel for Probe {
+        type Out = Result<(), String>;
+
+        unsafe fn run<S: Simd>(self) -> Result<(), String> {
+            let l = S::LANES;
+            let src: Vec<f32> = (0..l).map(|i| i as f32 * 1.5 - 3.0).collect();
+            let check = |what: &str, got: &[f32], want: &[f32]| -> Result<(), String> {
+                if got.len() != want.len()
+                    || got
+                        .iter()
+                        .zip(want)
+                        .any(|(g, w)| g.to_bits() != w.to_bits())
+                {
+                    return Err(format!("{what}: {got:?} vs {want:?}"));
+                }
+                Ok(())
+            };
+            // SAFETY (whole body): every pointer covers the lanes it names; partial accesses
+            // are given buffers exactly `n` long, so a read or write past them would be caught
+            // by the sentinels or by the allocator's bounds in a debug run.
+            unsafe {
+                check("load", &lanes::<S>(S::load(src.as_ptr())), &src)?;
+                for n in 0..=l {
+                    let part = src[..n].to_vec();
+                    let mut want: Vec<f32> = part.clone();
+                    want.resize(l, 0.0);
+                    check(
+                        &format!("load_part({n})"),
+                        &lanes::<S>(S::load_part(part.as_ptr(), n)),
+                        &want,
+                    )?;
+                    let mut dst = vec![f32::NAN; n + 1];
+                    S::store_part(dst.as_mut_ptr(), n, S::load(src.as_ptr()));
+                    check(&format!("store_part({n})"), &dst[..n], &src[..n])?;
+                    if !dst[n].is_nan() {
+                        return Err(format!("store_part({n}) wrote past its lanes"));
+                    }
+                    let b16: Vec<u16> = part
+                        .iter()
+                        .map(|&v| crate::packed::f32_to_bf16(v))
+                        .collect();
+                    let wide: Vec<f32> = b16
+                        .iter()
+                        .map(|&v| crate::packed::bf16_to_f32(v))
+                        .chain(std::iter::repeat(0.0))
+                        .take(l)
+                        .collect();
+                    check(
+                        &format!("load_bf16_part({n})"),
+                        &lanes::<S>(S::load_bf16_part(b16.as_ptr(), n)),
+                        &wide,
+                    )?;
+                    // Gather from a table through u16 and u32 indices, in reverse order.
+                    let table: Vec<f32> = (0..3 * l).map(|i| i as f32 + 0.25).collect();
+                    let i16: Vec<u16> = (0..n).map(|i| (3 * l - 1 - 2 * i) as u16).collect();
+                    let i32: Vec<u32> = i16.iter().map(|&i| i as u32).collect();
+                    let mut want: Vec<f32> = i16.iter().map(|&i| table[i as usize]).collect();
+                    want.resize(l, 0.0);
+                    let g16 = S::gather(table.as_ptr(), S::index_u16(i16.as_ptr(), n), n);
+                    check(&format!("gather u16 ({n})"), &lanes::<S>(g16), &want)?;
+                    let g32 = S::gather(table.as_ptr(), S::index_u32(i32.as_ptr(), n), n);
+                    check(&format!("gather u32 ({n})"), &lanes::<S>(g32), &want)?;
+                }
+                let wide: Vec<f32> = src
+                    .iter()
+                    .map(|&v| crate::packed::bf16_to_f32(crate::packed::f32_to_bf16(v)))
+                    .collect();
+                let b16: Vec<u16> = src.iter().map(|&v| crate::packed::f32_to_bf16(v)).collect();
+                check("load_bf16", &lanes::<S>(S::load_bf16(b16.as_ptr())), &wide)?;
+                let four = [1.0f32, -2.0, 3.5, 4.25];
+                let want: Vec<f32> = (0..l).map(|i| four[i % 4]).collect();
+                check(
+                    "broadcast4",
+                    &lanes::<S>(S::broadcast4(four.as_ptr())),
+                    &want,
+                )?;
+                let (a, b) = (S::load(src.as_ptr()), S::splat(2.0));
+                let fma: Vec<f32> = src.iter().map(|&x| x.mul_add(2.0, 2.0)).collect();
+                check("fma", &lanes::<S>(S::fma(a, b, b)), &fma)?;
+                let add: Vec<f32> = src.iter().map(|&x| x + 2.0).collect();
+                check("add", &lanes::<S>(S::add(a, b)), &add)?;
+                let mul: Vec<f32> = src.iter().map(|&x| x * 2.0).collect();
+                check("mul", &lanes::<S>(S::mul(a, b)), &mul)?;
+                check("zero", &lanes::<S>(S::zero()), &vec![0.0; l])?;
+                let sum: f32 = src.iter().sum();
+                let got = S::sum(a);
+                if (got - sum).abs() > 1e-5 * (1.0 + sum.abs()) {
+                    return Err(format!("sum: {got} vs {sum}"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_operation_of_every_level_matches_plain_arithmetic() {
+        let mut ran = 0;
+        for level in isa::supported() {
+            // SAFETY: the level is supported; the probe only touches its own buffers.
+            match unsafe { run(level, Probe) } {
+                Ok(result) => {
+                    ran += 1;
+                    if let Err(e) = result {
+                        panic!("{level}: {e}");
+                    }
+                }
+                Err(Probe) => assert_eq!(level, Isa::Portable, "{level} has no SIMD layer"),
+            }
+        }
+        // Every x86-64 CPU this builds for has AVX2, every aarch64 CPU NEON.
+        assert!(ran >= 1, "no SIMD level ran");
+    }
+}
