@@ -6,10 +6,11 @@
 //! 170–190 for large products (`symbiont peak`, rows `recurrent_*`): its blocking is made for
 //! large m and it re-reads B with the weight's row stride. Here B is packed once into 32-column
 //! strips stored contiguously (`[strip][k][32]`, zero-padded), so each call streams it front to
-//! back; a block of rows of `a` keeps its 2 x rows accumulators in registers for the whole k
-//! loop (12 rows at AVX-512, 6 at AVX2, each strip in two-vector column chunks; `crate::simd`). Reading B in place instead (row stride 2.6–24 KB; a removed first version of
-//! this kernel) measured 25–69 GFLOP/s: every k step touches a new page. Columns are split
-//! between threads in whole strips.
+//! back; a block of rows of `a` keeps its accumulators in registers for the whole k loop (12
+//! rows x 2 vectors at AVX-512, 6 x 2 at AVX2, 6 x 4 at NEON; `crate::simd`). At the `portable`
+//! level each strip goes through the `gemm` crate instead. Reading B in place (row stride
+//! 2.6–24 KB; a removed first version of this kernel) measured 25–69 GFLOP/s: every k step
+//! touches a new page. Columns are split between threads in whole strips.
 
 use crate::gemm::fits;
 use crate::isa::{self, Isa};

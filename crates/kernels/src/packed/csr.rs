@@ -2,8 +2,9 @@
 //! product `y[b, r] += W[r, :] · x[b, :]`.
 //!
 //! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x a
-//! vector at a time (AVX-512 or AVX2 gathers; the values and indices stream once); from 8 batch rows on, x is
-//! transposed to (K, B) once so each non-zero becomes one broadcast-multiply-add over a
+//! vector at a time (AVX-512 or AVX2 gathers, lane by lane on NEON; the values and indices
+//! stream once); from 8 batch rows on, x is transposed to (K, B) once so each non-zero becomes
+//! one broadcast-multiply-add over a
 //! contiguous B-wide row — no gathers, and the work per non-zero is shared by the whole batch
 //! (this is the path of the hoisted input projection, whose "batch" is T·B).
 
