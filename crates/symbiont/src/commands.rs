@@ -11,9 +11,7 @@ use std::time::Instant;
 use train::checkpoint::{Checkpoint, DIR_NAME};
 use train::eval::evaluate;
 use train::ptb::{load_ptb, load_split, Split};
-use train::trainer::{
-    fresh_checkpoint, train as run_training, NoHook, Outcome, RunOptions, TrainHook,
-};
+use train::trainer::{fresh_checkpoint, train as run_training, Outcome, RunOptions};
 use train::TrainConfig;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -67,7 +65,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     };
     let config = match (&file_config, &ckpt_opt) {
         (Some(c), Some(ck)) => {
-            check_compatible(c, &ck.config)?;
+            flow::run::check_compatible(c, &ck.config)?;
             c.clone()
         }
         (Some(c), None) => c.clone(),
@@ -121,31 +119,12 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         interrupted: &INTERRUPTED,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let mut hook: Box<dyn TrainHook> = match &config.compress {
-        Some(table) => {
-            let bpe = train::ptb::batches_per_epoch(
-                corpus.train.len(),
-                config.data.batch_size,
-                config.data.bptt,
-            );
-            let total = (bpe * config.schedule.epochs) as u64;
-            let origin = args
-                .config
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "the checkpoint's config.toml".into());
-            Box::new(crate::pipeline::CompressHook::new(
-                table,
-                &origin,
-                &ckpt.model.config,
-                &ckpt.model.layout,
-                config.run.seed,
-                bpe,
-                total,
-            )?)
-        }
-        None => Box::new(NoHook),
-    };
+    let origin = args
+        .config
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the checkpoint's config.toml".into());
+    let mut hook = flow::run::training_hook(&config, &corpus, &ckpt, &origin)?;
     let outcome = run_training(&mut ckpt, &corpus, &opts, hook.as_mut())?;
     let ckpt_dir = out_dir.join(DIR_NAME);
     let tr = &ckpt.trainer;
@@ -186,28 +165,6 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     Ok(code)
 }
 
-/// A config given with --resume must describe the same model and optimizer state.
-fn check_compatible(new: &TrainConfig, old: &TrainConfig) -> Result<()> {
-    let same_model = new.model.hidden == old.model.hidden
-        && new.model.layers == old.model.layers
-        && new.model.embedding == old.model.embedding
-        && new.model.arch == old.model.arch
-        && new.model.gate_hidden == old.model.gate_hidden;
-    if !same_model {
-        return Err("--config describes another architecture than the checkpoint's ([model] hidden/layers/embedding/arch differ)".into());
-    }
-    if new.optim.kind != old.optim.kind || (new.optim.momentum > 0.0) != (old.optim.momentum > 0.0)
-    {
-        return Err("--config uses another optimizer than the checkpoint's ([optim] kind or momentum on/off differ)".into());
-    }
-    if new.data.batch_size != old.data.batch_size {
-        return Err(
-            "--config has another [data] batch_size than the checkpoint's carried state".into(),
-        );
-    }
-    Ok(())
-}
-
 pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
     let ckpt = Checkpoint::load(&args.checkpoint)?;
     set_threads(threads, ckpt.config.run.threads)?;
@@ -228,14 +185,8 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
         let format = args
             .format
             .unwrap_or(infer::FormatChoice::Fixed(kernels::packed::Format::Dense));
-        let r = crate::inference::evaluate_with_plan(
-            &ckpt.model,
-            &tokens,
-            args.batch,
-            args.bptt,
-            dtype,
-            format,
-        )?;
+        let r =
+            flow::evaluate_with_plan(&ckpt.model, &tokens, args.batch, args.bptt, dtype, format)?;
         (r, format!("plan-{dtype:?}").to_lowercase())
     } else {
         (
@@ -344,35 +295,19 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
     } else {
         Checkpoint::load(path)?.model
     };
-    let mut tensors = Vec::new();
-    let (mut total, mut nonzero, mut total_core, mut nonzero_core) =
-        (0usize, 0usize, 0usize, 0usize);
-    let mut layers: Vec<(usize, usize)> = vec![(0, 0); model.config.layers];
-    for spec in model.layout.tensors() {
-        let values = &model.params[spec.range()];
-        let nz = values.iter().filter(|&&v| v != 0.0).count();
-        let embedding = compress::mask::is_embedding(&spec.name);
-        total += values.len();
-        nonzero += nz;
-        if !embedding {
-            total_core += values.len();
-            nonzero_core += nz;
-        }
-        if let Some(l) = spec
-            .name
-            .rsplit("_l")
-            .next()
-            .and_then(|s| s.parse::<usize>().ok())
-        {
-            layers[l].0 += values.len();
-            layers[l].1 += nz;
-        }
-        tensors.push(
-            json!({"name": spec.name, "shape": spec.shape, "params": values.len(), "nonzero": nz,
-            "density": nz as f64 / values.len().max(1) as f64}),
-        );
-    }
-    let per_layer: Vec<_> = layers
+    let c = flow::count_params(&model);
+    let (total, nonzero, total_core, nonzero_core) =
+        (c.total, c.nonzero, c.total_core, c.nonzero_core);
+    let tensors: Vec<_> = c
+        .tensors
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "shape": t.shape, "params": t.params, "nonzero": t.nonzero,
+            "density": t.nonzero as f64 / t.params.max(1) as f64})
+        })
+        .collect();
+    let per_layer: Vec<_> = c
+        .layers
         .iter()
         .enumerate()
         .map(|(l, &(t, nz))| json!({"layer": l, "hidden": model.config.hidden_of(l), "params": t, "nonzero": nz}))
@@ -415,34 +350,9 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
 
 pub fn compact(args: CompactArgs) -> Result<u8> {
     let mut ckpt = Checkpoint::load(&args.checkpoint)?;
-    let before: Vec<usize> = (0..ckpt.model.config.layers)
-        .map(|l| ckpt.model.config.hidden_of(l))
-        .collect();
     let params_before = ckpt.model.num_params();
-    let mut model = ckpt.model.clone();
-    for l in 0..model.config.layers {
-        let silent = compress::units::silent_units(&model, l)?;
-        let h = model.config.hidden_of(l);
-        if silent.is_empty() {
-            continue;
-        }
-        if silent.len() == h {
-            return Err(format!(
-                "layer {l}: all {h} units are silent; refusing to remove the whole layer"
-            )
-            .into());
-        }
-        let keep: Vec<usize> = (0..h).filter(|j| !silent.contains(j)).collect();
-        model = compress::units::remove_units(&model, l, &keep)?;
-    }
-    let after: Vec<usize> = (0..model.config.layers)
-        .map(|l| model.config.hidden_of(l))
-        .collect();
-    let n = model.num_params();
-    ckpt.optimizer = train::optim::Optimizer::new(ckpt.config.optim.clone(), n);
-    ckpt.carried = model::LmState::zeros(&model.config, ckpt.config.data.batch_size);
-    ckpt.model = model;
-    ckpt.extra = None;
+    let c = flow::compact::compact_checkpoint(&mut ckpt)?;
+    let (before, after, n) = (c.hidden_before, c.hidden_after, ckpt.model.num_params());
     let dir = ckpt.save(&args.out, &[])?;
     let summary = json!({"checkpoint": dir, "hidden_before": before, "hidden_after": after,
         "params_before": params_before, "params_after": n});

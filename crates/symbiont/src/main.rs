@@ -5,10 +5,8 @@
 //! non-finite loss); 130 interrupted by Ctrl-C after saving a checkpoint.
 
 mod commands;
-mod engines;
 mod inference;
 mod peak;
-mod pipeline;
 mod profiling;
 
 use clap::{Parser, Subcommand};

@@ -226,7 +226,7 @@ pub struct PlotArgs {
 
 /// The CPU engines (symbiont's dense and sparse inference plans).
 fn cpu_engine(kind: &str) -> std::result::Result<Box<dyn Engine>, String> {
-    crate::engines::cpu_engine(kind)
+    flow::engines::cpu_engine(kind)
 }
 
 pub fn profile(args: ProfileArgs, threads: Option<usize>) -> Result<u8> {

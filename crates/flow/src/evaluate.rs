@@ -1,0 +1,65 @@
+//! Perplexity through the prepared inference plan (same streams and state carrying as
+//! `train::eval::evaluate`), so the effect of bf16 weights or sparse formats on accuracy can be
+//! measured with the kernels a deployment runs.
+
+use crate::FlowError;
+use infer::{Dtype, FormatChoice, ModelPlan, ModelWeights, PlanOptions, Steps};
+use train::eval::EvalResult;
+
+/// Perplexity of `model` over `tokens`, `batch` streams, `bptt` steps per call, through a plan of
+/// `dtype` weights in `format`. No tokens to score (a stream shorter than two tokens) is an
+/// error, not a NaN perplexity.
+pub fn evaluate_with_plan(
+    model: &model::LanguageModel<f32>,
+    tokens: &[u32],
+    batch: usize,
+    bptt: usize,
+    dtype: Dtype,
+    format: FormatChoice,
+) -> Result<EvalResult, FlowError> {
+    if batch == 0 || bptt == 0 {
+        return Err(FlowError::Invalid(format!(
+            "evaluation needs batch ≥ 1 and bptt ≥ 1 (got batch {batch}, bptt {bptt})"
+        )));
+    }
+    if tokens.len() / batch < 2 {
+        return Err(FlowError::Invalid(format!(
+            "{} tokens in {batch} streams leave nothing to score: each stream needs 2 tokens or more",
+            tokens.len()
+        )));
+    }
+    // The plan reads weights by their PyTorch names: the model's state_dict, in memory, goes
+    // through the same import path as a foreign model's file.
+    let file = model::checkpoint::TensorFile::from_tensors("checkpoint", &model.state_dict());
+    let weights = ModelWeights::from_file(&file)?;
+    let opts = PlanOptions {
+        dtype,
+        format,
+        threads: rayon::current_num_threads(),
+        batch,
+        seq: bptt,
+        step_threads: None,
+        split_batch: false,
+    };
+    let mut plan = ModelPlan::new(&weights, &opts)?;
+    let data = train::ptb::Batched::new(tokens, batch);
+    let mut state = plan.stack().zero_state(batch);
+    let v = plan.output();
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for (start, len) in data.all_batches(bptt) {
+        let (x, y) = data.get(start, len);
+        let logits = plan.run_tokens(x, len, batch, Some(&mut state), Steps::All)?;
+        // The training engine's fused softmax cross-entropy (no gradient): same numerics.
+        let mut scratch = logits.to_vec();
+        let mut row_loss = vec![0f64; len * batch];
+        kernels::softmax::softmax_xent(&mut scratch, v, y, None, &mut row_loss);
+        sum += row_loss.iter().sum::<f64>();
+        count += len * batch;
+    }
+    let loss = sum / count.max(1) as f64;
+    Ok(EvalResult {
+        loss,
+        perplexity: loss.exp(),
+        tokens: count,
+    })
+}
