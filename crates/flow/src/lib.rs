@@ -6,6 +6,8 @@
 //! - [`evaluate`]: perplexity through a prepared inference plan;
 //! - [`count`]: parameter counts (all, non-zero, without embedding and softmax, per layer);
 //! - [`compact`]: silenced hidden units removed into a smaller dense model;
+//! - [`sizing`]: layer widths from measured latency (the frontier rule, the ablation rules, the
+//!   widest layer within a latency budget);
 //! - [`engines`]: the profiler's CPU engines (symbiont's dense and sparse plans).
 
 pub mod compact;
@@ -14,6 +16,7 @@ pub mod engines;
 pub mod evaluate;
 pub mod hook;
 pub mod run;
+pub mod sizing;
 
 pub use compact::{compact_units, Compacted};
 pub use count::{count_params, Counts, TensorCount};
