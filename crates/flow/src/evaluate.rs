@@ -1,6 +1,7 @@
 //! Perplexity through the prepared inference plan (same streams and state carrying as
 //! `train::eval::evaluate`), so the effect of bf16 weights or sparse formats on accuracy can be
-//! measured with the kernels a deployment runs.
+//! measured with the kernels a deployment runs; and through the training engine. Nothing to score
+//! is an error on both paths rather than a NaN perplexity.
 
 use crate::FlowError;
 use infer::{Dtype, FormatChoice, ModelPlan, ModelWeights, PlanOptions, Steps};
@@ -17,17 +18,7 @@ pub fn evaluate_with_plan(
     dtype: Dtype,
     format: FormatChoice,
 ) -> Result<EvalResult, FlowError> {
-    if batch == 0 || bptt == 0 {
-        return Err(FlowError::Invalid(format!(
-            "evaluation needs batch ≥ 1 and bptt ≥ 1 (got batch {batch}, bptt {bptt})"
-        )));
-    }
-    if tokens.len() / batch < 2 {
-        return Err(FlowError::Invalid(format!(
-            "{} tokens in {batch} streams leave nothing to score: each stream needs 2 tokens or more",
-            tokens.len()
-        )));
-    }
+    check_scorable(tokens.len(), batch, bptt)?;
     // The plan reads weights by their PyTorch names: the model's state_dict, in memory, goes
     // through the same import path as a foreign model's file.
     let file = model::checkpoint::TensorFile::from_tensors("checkpoint", &model.state_dict());
@@ -57,9 +48,51 @@ pub fn evaluate_with_plan(
         count += len * batch;
     }
     let loss = sum / count.max(1) as f64;
-    Ok(EvalResult {
+    finite(EvalResult {
         loss,
         perplexity: loss.exp(),
         tokens: count,
     })
+}
+
+/// Perplexity through the training engine (`train::eval::evaluate`); nothing to score is an
+/// error, not a NaN perplexity. A non-finite result is still returned here (unlike
+/// [`evaluate_with_plan`]): the divergence handling can keep a "last good" checkpoint whose
+/// weights are not (issue 14), and `tests/cli.rs`'s divergence test evaluates that checkpoint;
+/// refusing it belongs with that fix.
+pub fn evaluate_checked(
+    model: &model::LanguageModel<f32>,
+    tokens: &[u32],
+    batch: usize,
+    bptt: usize,
+) -> Result<EvalResult, FlowError> {
+    check_scorable(tokens.len(), batch, bptt)?;
+    Ok(train::eval::evaluate(model, tokens, batch, bptt))
+}
+
+/// Whether `n` tokens in `batch` streams leave something to score with `bptt`-step windows.
+fn check_scorable(n: usize, batch: usize, bptt: usize) -> Result<(), FlowError> {
+    if batch == 0 || bptt == 0 {
+        return Err(FlowError::Invalid(format!(
+            "evaluation needs batch ≥ 1 and bptt ≥ 1 (got batch {batch}, bptt {bptt})"
+        )));
+    }
+    if n / batch < 2 {
+        return Err(FlowError::Invalid(format!(
+            "{n} tokens in {batch} streams leave nothing to score: each stream needs 2 tokens or more"
+        )));
+    }
+    Ok(())
+}
+
+/// `r`, or an error when its loss is not finite (NaN or infinite weights in the model).
+fn finite(r: EvalResult) -> Result<EvalResult, FlowError> {
+    if r.loss.is_finite() {
+        Ok(r)
+    } else {
+        Err(FlowError::Invalid(format!(
+            "the loss over {} tokens is {} (the model holds NaN or infinite weights, or overflows)",
+            r.tokens, r.loss
+        )))
+    }
 }

@@ -2,7 +2,7 @@
 //! against the state dict, compaction against the uncompacted model's perplexity, evaluation
 //! through a plan against the training engine's.
 
-use flow::{compact_units, count_params, evaluate_with_plan, FlowError};
+use flow::{compact_units, count_params, evaluate_checked, evaluate_with_plan, FlowError};
 use infer::{Dtype, FormatChoice};
 use kernels::rng::CounterRng;
 use model::{LanguageModel, LmConfig};
@@ -106,4 +106,25 @@ fn the_plan_scores_like_the_training_engine() {
         matches!(err, FlowError::Invalid(_)) && err.to_string().contains("7 tokens"),
         "{err}"
     );
+}
+
+#[test]
+fn nothing_to_score_and_non_finite_plan_results_are_errors() {
+    let mut m = model(31, 8, 1, 6);
+    let t = tokens(300, 31, 7);
+    let ok = evaluate_checked(&m, &t, 4, 10).unwrap();
+    assert_eq!(
+        ok.perplexity,
+        train::eval::evaluate(&m, &t, 4, 10).perplexity
+    );
+    // More streams than tokens: nothing to score (it was a NaN perplexity with exit 0).
+    let err = evaluate_checked(&m, &t, 1000, 10).unwrap_err().to_string();
+    assert!(err.contains("300 tokens in 1000 streams"), "{err}");
+    // A NaN weight: an error through the plan, not a NaN perplexity.
+    let r = m.layout.find("decoder.weight").unwrap().range();
+    m.params[r.start] = f32::NAN;
+    let err = evaluate_with_plan(&m, &t, 4, 10, Dtype::F32, FormatChoice::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN or infinite weights"), "{err}");
 }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use train::checkpoint::{Checkpoint, DIR_NAME};
-use train::eval::evaluate;
 use train::ptb::{load_ptb, load_split, Split};
 use train::trainer::{fresh_checkpoint, train as run_training, Outcome, RunOptions};
 use train::TrainConfig;
@@ -190,7 +189,7 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
         (r, format!("plan-{dtype:?}").to_lowercase())
     } else {
         (
-            evaluate(&ckpt.model, &tokens, args.batch, args.bptt),
+            flow::evaluate_checked(&ckpt.model, &tokens, args.batch, args.bptt)?,
             "train".to_string(),
         )
     };
