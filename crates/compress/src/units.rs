@@ -403,12 +403,9 @@ mod tests {
         m
     }
 
+    /// Fails on NaN and on length mismatch (see `kernels::check`).
     fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
+        kernels::check::max_abs_diff(a, b)
     }
 
     /// Consumer of layer l's output in the 3-layer H-LSTM.

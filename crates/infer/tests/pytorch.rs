@@ -22,14 +22,9 @@ fn floats(f: &TensorFile, name: &str) -> Vec<f32> {
         .collect()
 }
 
-/// Largest |got - want| relative to the largest |want|.
+/// Largest |got - want| relative to the largest |want|; fails on NaN and on length mismatch.
 fn rel_err(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    got.iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
+    kernels::check::max_rel_diff(got, want, f64::MIN_POSITIVE) as f32
 }
 
 /// Every packed format and dtype, at 1 and 2 threads (measured, and with the step loop split by

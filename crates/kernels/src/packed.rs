@@ -511,11 +511,10 @@ mod tests {
             .collect()
     }
 
+    /// Largest difference over the scale of `want` (at least 1e-3); fails on NaN and on length
+    /// mismatch (`crate::check`).
     fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
-        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        got.iter()
-            .zip(want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs() / scale))
+        crate::check::max_rel_diff(got, want, 1e-3) as f32
     }
 
     fn check_format(format: Format, rows: usize, cols: usize, nb: usize, density: f64, seed: u64) {
