@@ -45,13 +45,17 @@ pub fn compact_units(model: &LanguageModel<f32>) -> Result<Compacted, FlowError>
 }
 
 /// `ckpt` with its model compacted: a fresh optimizer state and carried LSTM state of the new
-/// shapes, no compression extras (the masks no longer match the tensors).
-pub fn compact_checkpoint(ckpt: &mut Checkpoint) -> Result<Compacted, FlowError> {
-    let c = compact_units(&ckpt.model)?;
-    let n = c.model.num_params();
-    ckpt.optimizer = train::optim::Optimizer::new(ckpt.config.optim.clone(), n);
-    ckpt.carried = model::LmState::zeros(&c.model.config, ckpt.config.data.batch_size);
-    ckpt.model = c.model.clone();
+/// shapes, no compression extras (the masks no longer match the tensors). Returns the hidden
+/// sizes before and after.
+pub fn compact_checkpoint(ckpt: &mut Checkpoint) -> Result<(Vec<usize>, Vec<usize>), FlowError> {
+    let Compacted {
+        model,
+        hidden_before,
+        hidden_after,
+    } = compact_units(&ckpt.model)?;
+    ckpt.optimizer = train::optim::Optimizer::new(ckpt.config.optim.clone(), model.num_params());
+    ckpt.carried = model::LmState::zeros(&model.config, ckpt.config.data.batch_size);
+    ckpt.model = model;
     ckpt.extra = None;
-    Ok(c)
+    Ok((hidden_before, hidden_after))
 }

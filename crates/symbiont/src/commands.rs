@@ -350,8 +350,8 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
 pub fn compact(args: CompactArgs) -> Result<u8> {
     let mut ckpt = Checkpoint::load(&args.checkpoint)?;
     let params_before = ckpt.model.num_params();
-    let c = flow::compact::compact_checkpoint(&mut ckpt)?;
-    let (before, after, n) = (c.hidden_before, c.hidden_after, ckpt.model.num_params());
+    let (before, after) = flow::compact::compact_checkpoint(&mut ckpt)?;
+    let n = ckpt.model.num_params();
     let dir = ckpt.save(&args.out, &[])?;
     let summary = json!({"checkpoint": dir, "hidden_before": before, "hidden_after": after,
         "params_before": params_before, "params_after": n});
