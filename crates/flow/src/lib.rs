@@ -1,5 +1,9 @@
 //! symbiont-flow: the symbiotic flow as a library (issue 13), so that the CLI keeps only
 //! arguments and printing and every stage can be driven and tested without PTB:
+//! - [`pipeline`]: the flow end to end (`symbiont compress`): baseline, latency table, seed,
+//!   stages, final model; [`stage`]: one training stage; [`config`]: the flow config, validated;
+//!   [`record`]: what a run leaves (`flow.json`, `stage.json`); [`measure`]: latency tables and
+//!   whole-model latency on the target; [`synthetic`]: a PTB-format corpus for tests and demos;
 //! - [`hook`]: the training↔compression hook (masks through every update, the `[compress]`
 //!   schedule's prune and grow phases);
 //! - [`run`]: run setup (config and checkpoint reconciliation, the hook a config asks for);
@@ -8,15 +12,28 @@
 //! - [`compact`]: silenced hidden units removed into a smaller dense model;
 //! - [`sizing`]: layer widths from measured latency (the frontier rule, the ablation rules, the
 //!   widest layer within a latency budget);
-//! - [`engines`]: the profiler's CPU engines (symbiont's dense and sparse plans).
+//! - [`engines`]: the profiler's CPU engines (symbiont's dense and sparse plans);
+//! - [`report`]: the report of a compress run (`report.md`, a self-contained `report.html`,
+//!   SVG charts) from its `flow.json` and the stages' metrics;
+//! - [`svg`]: the small SVG writer the report's charts are drawn with;
+//! - [`onnx`]: ONNX export of a word language model (LSTM op / Scan over H-LSTM steps).
 
 pub mod compact;
+pub mod config;
 pub mod count;
 pub mod engines;
 pub mod evaluate;
 pub mod hook;
+pub mod measure;
+pub mod onnx;
+pub mod pipeline;
+pub mod record;
+pub mod report;
 pub mod run;
 pub mod sizing;
+pub mod stage;
+pub mod svg;
+pub mod synthetic;
 
 pub use compact::{compact_units, Compacted};
 pub use count::{count_params, Counts, TensorCount};

@@ -117,8 +117,8 @@ pub fn widest_under_budget(
 
 fn no_curve(base: &Point) -> FlowError {
     FlowError::Invalid(format!(
-        "the latency table has no curve along hidden for layers {}, batch {}, seq {}, threads {}, {} at density {}",
-        base.layers, base.batch, base.seq, base.threads, base.dtype, base.density
+        "the latency table has no curve along hidden for layers {}, gate width {}, batch {}, seq {}, threads {}, {} at density {} (profile the target at that configuration)",
+        base.layers, base.gate_width, base.batch, base.seq, base.threads, base.dtype, base.density
     ))
 }
 

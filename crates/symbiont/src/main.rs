@@ -5,9 +5,12 @@
 //! non-finite loss); 130 interrupted by Ctrl-C after saving a checkpoint.
 
 mod commands;
+mod compress;
+mod export;
 mod inference;
 mod peak;
 mod profiling;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +35,10 @@ struct Cli {
 enum Command {
     /// Train a language model on PTB from a config file (or continue one with --resume).
     Train(TrainArgs),
+    /// The symbiotic flow for one target: latency table, seed sized by the frontier, grow,
+    /// accuracy-constrained pruning, unit removal and snap, the target's finish; writes
+    /// RUN/final/model.safetensors and RUN/flow.json (resumable with --resume RUN).
+    Compress(compress::CompressArgs),
     /// Perplexity of a trained checkpoint on a PTB split.
     Eval(EvalArgs),
     /// Run the f64 finite-difference gradient checks of every layer and the whole model.
@@ -43,6 +50,9 @@ enum Command {
     /// Remove the hidden units a structured (`units`) schedule silenced: writes a smaller dense
     /// checkpoint computing the same function.
     Compact(CompactArgs),
+    /// Write a trained word language model as model.safetensors and model.onnx (ONNX opset 17:
+    /// int64 `tokens` (seq, batch) to float `logits` (seq, batch, vocab) from a zero state).
+    Export(export::ExportArgs),
     /// Logits of a word-language-model safetensors file (PyTorch `state_dict` names) for a token
     /// sequence, from a zero state, batch 1, through the prepared inference plan.
     Infer(inference::InferArgs),
@@ -55,6 +65,9 @@ enum Command {
     Frontier(profiling::FrontierArgs),
     /// Draw latency tables (latency against size, frontier and plateaus marked) as SVG.
     Plot(profiling::PlotArgs),
+    /// The report of a `symbiont compress` run: report.md and a self-contained report.html
+    /// (models, ratios against the baseline, latency, stages, charts) and the charts as SVG.
+    Report(report::ReportArgs),
     /// Measure this machine's GEMM rate at the training shapes and its memory copy bandwidth
     /// (the limits benchmarks report against), and the inference kernels beside the gemm crate
     /// at the same shapes.
@@ -190,17 +203,20 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Train(a) => commands::train(a, cli.threads),
+        Command::Compress(a) => compress::compress(a, cli.threads),
         Command::Eval(a) => commands::eval(a, cli.threads),
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
         Command::Peak(a) => peak::peak(a, cli.threads),
         Command::Isa(a) => commands::isa(a),
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
+        Command::Export(a) => export::export(a),
         Command::Infer(a) => inference::infer(a, cli.threads),
         Command::Bench(a) => inference::bench(a, cli.threads),
         Command::Profile(a) => profiling::profile(*a, cli.threads),
         Command::Frontier(a) => profiling::frontier(a),
         Command::Plot(a) => profiling::plot(a),
+        Command::Report(a) => report::report(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
