@@ -82,11 +82,14 @@ pub fn run_flow(
     // Stages are re-read from their folders: a resumed run rebuilds this list.
     flow.record.stages.clear();
     flow.save()?;
+    // The table and the widths first: a budget or a width the table cannot serve is refused
+    // before any training.
+    let table = flow.table()?;
+    let widths = flow.seed_widths(&table)?;
     let Some(baseline) = flow.baseline()? else {
         return Ok(FlowOutcome::Interrupted);
     };
-    let table = flow.table()?;
-    let seed = flow.seed(&table, baseline.as_ref())?;
+    let seed = flow.seed(&widths, baseline.as_ref())?;
     let Some(last) = flow.stages(seed, &table)? else {
         flow.save()?;
         return Ok(FlowOutcome::Interrupted);
@@ -195,8 +198,12 @@ impl Flow<'_> {
                             &StageRecord {
                                 name: spec.name.clone(),
                                 kind: spec.kind.clone(),
-                                note: "the recipe's own model, trained to the end of its schedule"
-                                    .into(),
+                                note: match self.cfg.file.baseline.steps {
+                                    Some(n) => format!("the recipe's own model, trained {n} steps"),
+                                    None => "the recipe's own model, trained to the end of its \
+                                             schedule"
+                                        .into(),
+                                },
                                 accepted: true,
                                 density: 1.0,
                                 model,
@@ -340,13 +347,9 @@ impl Flow<'_> {
         )
     }
 
-    /// The seed checkpoint: widths from the table under the sizing rule (or the latency budget),
-    /// a fresh model; or the trained baseline itself (`[seed] init = "baseline"`).
-    fn seed(
-        &mut self,
-        table: &LatencyTable,
-        baseline: Option<&Checkpoint>,
-    ) -> Result<Checkpoint, FlowError> {
+    /// The seed's widths from the table under the sizing rule (or the latency budget), recorded
+    /// with the curve they came from.
+    fn seed_widths(&mut self, table: &LatencyTable) -> Result<Vec<usize>, FlowError> {
         let s = &self.cfg.file.seed;
         let base = self.curve_base();
         let curve = table.curve_along(&base, Axis::Hidden);
@@ -392,6 +395,17 @@ impl Flow<'_> {
             });
             self.save()?;
         }
+        Ok(widths)
+    }
+
+    /// The seed checkpoint: a fresh model of `widths`, or the trained baseline itself
+    /// (`[seed] init = "baseline"`).
+    fn seed(
+        &mut self,
+        widths: &[usize],
+        baseline: Option<&Checkpoint>,
+    ) -> Result<Checkpoint, FlowError> {
+        let s = &self.cfg.file.seed;
         if s.init == "baseline" {
             return baseline.map(clone_checkpoint).ok_or_else(|| {
                 FlowError::Invalid("[seed] init = \"baseline\" without a trained baseline".into())
@@ -405,7 +419,7 @@ impl Flow<'_> {
             hidden_sizes: if widths.iter().all(|&w| w == widths[0]) {
                 Vec::new()
             } else {
-                widths.clone()
+                widths.to_vec()
             },
             layers: widths.len(),
             dropout: recipe.model.dropout,

@@ -317,3 +317,30 @@ fn bad_configs_fail_before_training_naming_the_field() {
         .to_string();
     assert!(err.contains("[finish] densities"), "{err}");
 }
+
+#[test]
+fn the_latency_budget_mode_takes_the_widest_width_within_it_and_snaps_under_it() {
+    // Fake curve: 0.1 + 0.05·⌈h/8⌉ ms. Within 0.22 ms: ⌈h/8⌉ ≤ 2, so 16 units at most.
+    let flow = FLOW.replace("tolerance = 0.5", "tolerance = 0.5\nbudget_ms = 0.22");
+    let (d, cfg) = setup("budget", &flow);
+    let rec = finished(run(&cfg, &d.join("run"), &AtomicBool::new(false)));
+    let sizing = rec.sizing.as_ref().unwrap();
+    assert_eq!(sizing.budget_ms, Some(0.22));
+    assert_eq!(sizing.seed_widths, vec![16]);
+    for w in &sizing.snapped_widths {
+        assert!(*w <= 16, "snapped above the budget: {sizing:?}");
+    }
+    assert!(rec.final_model.unwrap().hidden[0] <= 16);
+    // A budget below the fastest measured width is refused, naming it.
+    let tight = FLOW.replace("tolerance = 0.5", "tolerance = 0.5\nbudget_ms = 0.01");
+    let (d, cfg) = setup("budget-tight", &tight);
+    let c = FlowConfig::from_file(&cfg).unwrap();
+    let corpus = train::ptb::load_ptb(&c.train.resolve_data_dir(None), false).unwrap();
+    let err = run_flow(&c, &corpus, &opts(&d.join("run"), &AtomicBool::new(false)))
+        .err()
+        .expect("an impossible budget was accepted")
+        .to_string();
+    assert!(err.contains("0.01 ms"), "{err}");
+    // Refused before the baseline was trained.
+    assert!(!d.join("run/stages/00-baseline").exists());
+}

@@ -138,7 +138,10 @@ fn a_flow_runs_end_to_end_and_its_model_serves() {
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
     assert!(md.contains("final") && md.contains("baseline"), "{md}");
-    assert!(html.contains("<svg") && !html.contains("src=\"http"), "external resource in HTML");
+    assert!(
+        html.contains("<svg") && !html.contains("src=\"http"),
+        "external resource in HTML"
+    );
     // Resuming a finished run trains nothing again and writes the same model.
     let before = std::fs::read(&model).unwrap();
     let again = run(&[

@@ -107,8 +107,8 @@ pub fn parse_metrics(text: &str, run: &mut StageRun) {
     }
 }
 
-/// Every stage of the run, in folder order: the finished ones of `flow.json` and any folder under
-/// `stages/` not recorded yet (the stage running now).
+/// Every stage of the run, in folder order: the finished ones of `flow.json`, the trained
+/// baseline, and any folder under `stages/` not recorded yet (the stage running now).
 pub fn stage_runs(run_dir: &Path, flow: &FlowRecord) -> Vec<StageRun> {
     let mut runs: Vec<StageRun> = flow
         .stages
@@ -127,9 +127,17 @@ pub fn stage_runs(run_dir: &Path, flow: &FlowRecord) -> Vec<StageRun> {
             .filter(|n| !runs.iter().any(|r| &r.name == n))
             .collect();
         extra.sort();
-        runs.extend(extra.into_iter().map(|name| StageRun {
-            name,
-            ..StageRun::default()
+        // A folder with its own stage.json (the trained baseline, `00-baseline`) is finished;
+        // one without is the stage running now.
+        let stages = run_dir.join("stages");
+        runs.extend(extra.into_iter().map(|name| {
+            StageRun {
+                record: crate::stage::load_stage_record(&stages.join(&name))
+                    .ok()
+                    .flatten(),
+                name,
+                ..StageRun::default()
+            }
         }));
     }
     runs.sort_by(|a, b| a.name.cmp(&b.name));
