@@ -1,5 +1,5 @@
 //! Writes small random word language models as safetensors for the ONNX export check
-//! (`bench/check_onnx.sh`): `lstm.safetensors` (plain LSTM, 3 layers of different widths, an
+//! (`tools/check_onnx.sh`): `lstm.safetensors` (plain LSTM, 3 layers of different widths, an
 //! embedding narrower than the first layer, a pruned matrix) and `hlstm.safetensors` (H-LSTM,
 //! 2 layers of different widths).
 //!

@@ -2,7 +2,7 @@
 //! symbolic shapes, the operators in order, every node input defined before use, and every
 //! initializer equal to the model's tensor after the exporter's reordering (PyTorch's gate rows
 //! i, f, g, o to ONNX's i, o, f, c; transposes), checked element by element against the model's
-//! own indexing. The numerics under ONNX Runtime: bench/check_onnx.sh.
+//! own indexing. The numerics under ONNX Runtime: tools/check_onnx.sh.
 
 use flow::onnx::proto::{DimValue, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use flow::onnx::{export_onnx, IR_VERSION, OPSET};

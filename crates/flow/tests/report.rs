@@ -4,7 +4,7 @@
 //! and SVG well-formed and self-contained, and a missing or malformed flow.json named in the error.
 //!
 //! `SYMBIONT_REPORT_FIXTURE_OUT=DIR` keeps the finished fixture: its run folder in DIR/run, its
-//! report in DIR (for `bench/check_report_html.sh DIR` and `symbiont report DIR/run --out …`).
+//! report in DIR (for `tools/check_report_html.sh DIR` and `symbiont report DIR/run --out …`).
 
 use flow::record::{
     FlowRecord, HostRecord, LatencyRecord, ModelRecord, ParamCounts, SizingRecord, StageRecord,

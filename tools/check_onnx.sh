@@ -2,9 +2,9 @@
 # ONNX export checked under ONNX Runtime: writes two small random word language models (a 3-layer
 # LSTM of different widths, a 2-layer H-LSTM of different widths; crates/flow/examples/tiny_model.rs),
 # exports each with `symbiont export`, and compares ORT's logits with `symbiont infer`'s
-# (bench/check_onnx.py; exit 1 on a mismatch). Installs onnxruntime + numpy into .venv when missing.
+# (tools/check_onnx.py; exit 1 on a mismatch). Installs onnxruntime + numpy into .venv when missing.
 #
-#   bench/check_onnx.sh [WORK_DIR]     # default: target/check_onnx
+#   tools/check_onnx.sh [WORK_DIR]     # default: target/check_onnx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +24,11 @@ mkdir -p "$work"
 ./target/release/examples/tiny_model "$work/models"
 for name in lstm hlstm; do
     ./target/release/symbiont export "$work/models/$name.safetensors" --out "$work/$name" --json
-    "$venv/bin/python" bench/check_onnx.py "$work/$name/model.safetensors" "$work/$name/model.onnx"
+    "$venv/bin/python" tools/check_onnx.py "$work/$name/model.safetensors" "$work/$name/model.onnx"
 done
 # The comparison can fail: the LSTM export against another seed's weights must be refused.
 ./target/release/examples/tiny_model "$work/other" 8 >/dev/null
-if "$venv/bin/python" bench/check_onnx.py "$work/other/lstm.safetensors" "$work/lstm/model.onnx" \
+if "$venv/bin/python" tools/check_onnx.py "$work/other/lstm.safetensors" "$work/lstm/model.onnx" \
     >/dev/null 2>&1; then
     echo "check_onnx: a model with other weights passed the comparison" >&2
     exit 1

@@ -8,7 +8,7 @@ sequence). Passes when max |ORT - symbiont| <= TOL * max(1, max |logit|); prints
 exit 1 on a mismatch, 2 on bad input. When the `onnx` package is installed, the file
 must also pass `onnx.checker.check_model(full_check=True)`.
 
-    bench/check_onnx.py MODEL.safetensors MODEL.onnx [--symbiont target/release/symbiont]
+    tools/check_onnx.py MODEL.safetensors MODEL.onnx [--symbiont target/release/symbiont]
         [--steps 12] [--tol 1e-4]
 """
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/check_report_html.sh REPORT_DIR — renders a `symbiont report` output in a real headless
+# tools/check_report_html.sh REPORT_DIR — renders a `symbiont report` output in a real headless
 # browser (Chromium) and fails when the browser fails, when the rendered DOM of report.html lacks
 # the inline <svg> charts, or when one of the .svg files beside it does not parse as XML.
 # Writes REPORT_DIR/report.png (a 1200×3000 screenshot) to look at.
@@ -7,10 +7,10 @@
 # Needs Chromium: `apt-get install -y chromium` (Debian) or chromium-browser / google-chrome on PATH;
 # CHROMIUM=/path/to/browser overrides. Example, on the test suite's fixture run:
 #   SYMBIONT_REPORT_FIXTURE_OUT=/tmp/report-fixture cargo test --release -p symbiont-flow --test report
-#   bench/check_report_html.sh /tmp/report-fixture
+#   tools/check_report_html.sh /tmp/report-fixture
 set -euo pipefail
 
-dir=${1:?usage: bench/check_report_html.sh REPORT_DIR}
+dir=${1:?usage: tools/check_report_html.sh REPORT_DIR}
 dir=$(cd "$dir" && pwd)
 html="$dir/report.html"
 [[ -f $html ]] || { echo "error: $html not found" >&2; exit 2; }
