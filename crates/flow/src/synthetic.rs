@@ -27,7 +27,11 @@ pub fn write_corpus(dir: &Path, vocab: usize, train_tokens: u64, seed: u64) -> s
                 (rng.bits(stream + 10, i) % vocab as u64) as usize
             };
             text.push_str(&words[w]);
-            text.push(if i % 12 == 11 { '\n' } else { ' ' });
+            text.push(if i % 12 == 11 || i + 1 == n {
+                '\n'
+            } else {
+                ' '
+            });
         }
         std::fs::write(dir.join(format!("ptb.{split}.txt")), text)?;
     }

@@ -222,7 +222,9 @@ pub fn train(
                 Some(ctx),
                 Some(grad_scale),
             );
-            if !sum.is_finite() {
+            // A mean loss whose perplexity overflows (e^709) is divergence too: the weights that
+            // gave it are no model, finite or not.
+            if !(sum / (b * t) as f64).exp().is_finite() {
                 return Err(non_finite("loss", ckpt, opts));
             }
             ckpt.model.backward(&mut ws, x, &mut grads);
@@ -293,7 +295,7 @@ pub fn train(
             let periodic = cfg.run.checkpoint_every > 0
                 && step.is_multiple_of(cfg.run.checkpoint_every as u64);
             if (interrupted || max_hit || periodic) && ckpt.trainer.batch < batches {
-                ckpt.save(&opts.out_dir, &hook.state())?;
+                save_finite(ckpt, opts, hook)?;
                 if interrupted || max_hit {
                     bar.abandon();
                     metrics.write(json!({
@@ -310,6 +312,9 @@ pub fn train(
         }
         bar.finish_and_clear();
         let valid = evaluate(&ckpt.model, &corpus.valid, cfg.data.eval_batch_size, t);
+        if !valid.perplexity.is_finite() {
+            return Err(non_finite("validation perplexity", ckpt, opts));
+        }
         ckpt.trainer.valid_ppl.push(valid.perplexity);
         ckpt.trainer.epoch += 1;
         ckpt.trainer.batch = 0;
@@ -328,7 +333,7 @@ pub fn train(
             valid.perplexity,
             ckpt.trainer.train_seconds
         );
-        ckpt.save(&opts.out_dir, &hook.state())?;
+        save_finite(ckpt, opts, hook)?;
         let step = ckpt.trainer.step;
         if opts.interrupted.load(Ordering::SeqCst) {
             return Ok(Outcome::Interrupted);
@@ -339,6 +344,11 @@ pub fn train(
     }
     let valid = evaluate(&ckpt.model, &corpus.valid, cfg.data.eval_batch_size, t);
     let test = evaluate(&ckpt.model, &corpus.test, cfg.data.eval_batch_size, t);
+    for (what, r) in [("validation", &valid), ("test", &test)] {
+        if !r.perplexity.is_finite() {
+            return Err(non_finite(&format!("{what} perplexity"), ckpt, opts));
+        }
+    }
     metrics.write(json!({
         "kind": "final", "step": ckpt.trainer.step, "valid_ppl": valid.perplexity,
         "test_ppl": test.perplexity, "eval_batch": cfg.data.eval_batch_size,
@@ -348,14 +358,43 @@ pub fn train(
 }
 
 fn non_finite(what: &str, ckpt: &Checkpoint, opts: &RunOptions<'_>) -> TrainError {
+    let dir = opts.out_dir.join(crate::checkpoint::DIR_NAME);
+    let kept = if crate::checkpoint::Checkpoint::locate(&opts.out_dir).is_ok() {
+        format!("the last good checkpoint in {} is kept", dir.display())
+    } else {
+        format!(
+            "no checkpoint was written to {} yet",
+            opts.out_dir.display()
+        )
+    };
     TrainError::NonFinite(format!(
         "the {what} became non-finite at step {} (epoch {}, batch {}); stopped without saving, \
-         the last good checkpoint in {} is kept (try a lower lr or a tighter clip_norm)",
+         {kept} (try a lower lr or a tighter clip_norm)",
         ckpt.trainer.step + 1,
         ckpt.trainer.epoch + 1,
         ckpt.trainer.batch + 1,
-        opts.out_dir.join(crate::checkpoint::DIR_NAME).display()
     ))
+}
+
+/// Saves the checkpoint unless a weight is non-finite: a diverged model never replaces the last
+/// good checkpoint.
+fn save_finite(
+    ckpt: &Checkpoint,
+    opts: &RunOptions<'_>,
+    hook: &dyn TrainHook,
+) -> Result<(), TrainError> {
+    if let Some(i) = ckpt.model.params.iter().position(|v| !v.is_finite()) {
+        let name = ckpt
+            .model
+            .layout
+            .tensors()
+            .iter()
+            .find(|t| t.range().contains(&i))
+            .map_or("?", |t| t.name.as_str());
+        return Err(non_finite(&format!("weights (`{name}`)"), ckpt, opts));
+    }
+    ckpt.save(&opts.out_dir, &hook.state())?;
+    Ok(())
 }
 
 fn progress_bar(enabled: bool, len: u64, pos: u64) -> ProgressBar {
