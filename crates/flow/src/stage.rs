@@ -261,16 +261,7 @@ impl StageEnv<'_> {
             model: input.model.clone(),
             vocab: input.vocab.clone(),
             extra,
-            trainer: TrainerState {
-                epoch: 0,
-                batch: 0,
-                step: 0,
-                tokens: 0,
-                valid_ppl: Vec::new(),
-                train_seconds: 0.0,
-                session_tokens_per_s: None,
-                symbiont_version: env!("CARGO_PKG_VERSION").into(),
-            },
+            trainer: TrainerState::fresh(),
             config,
         })
     }

@@ -27,7 +27,20 @@ pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
     Ok(())
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by the first Ctrl-C: training saves a checkpoint after the current step and stops.
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The first Ctrl-C sets [`INTERRUPTED`]; a second one exits at once (130).
+pub(crate) fn install_ctrl_c() -> Result<()> {
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to quit at once)");
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}").into())
+}
 
 pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     let file_config = args
@@ -104,14 +117,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         ckpt.model.num_params() - ckpt.model.num_embedding_params(),
         rayon::current_num_threads()
     );
-    ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to quit at once)");
-    })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    install_ctrl_c()?;
     let opts = RunOptions {
         out_dir: out_dir.clone(),
         max_steps: args.max_steps,

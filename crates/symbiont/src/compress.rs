@@ -1,7 +1,7 @@
 //! `symbiont compress`: the symbiotic flow for one target, from a flow config (or a run folder to
 //! continue). Argument handling and printing around `flow::pipeline::run_flow`.
 
-use crate::commands::set_threads;
+use crate::commands::{install_ctrl_c, set_threads, INTERRUPTED};
 use flow::config::FlowConfig;
 use flow::measure::Timing;
 use flow::pipeline::{run_flow, FlowOptions, FlowOutcome};
@@ -9,7 +9,6 @@ use flow::record::{FlowRecord, ModelRecord};
 use std::error::Error;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -35,8 +34,6 @@ pub struct CompressArgs {
     #[arg(long)]
     pub no_progress: bool,
 }
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 const FLOW_TOML: &str = "flow.toml";
 
@@ -104,14 +101,7 @@ pub fn compress(args: CompressArgs, threads: Option<usize>) -> Result<u8> {
     set_threads(threads, cfg.train.run.threads)?;
     let data_dir = cfg.train.resolve_data_dir(args.data_dir.as_deref());
     let corpus = train::ptb::load_ptb(&data_dir, cfg.train.data.verify_checksums)?;
-    ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to quit at once)");
-    })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    install_ctrl_c()?;
     eprintln!(
         "flow {} for {} in {} ({} threads)",
         cfg.name,

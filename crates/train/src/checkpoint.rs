@@ -38,6 +38,22 @@ pub struct TrainerState {
     pub symbiont_version: String,
 }
 
+impl TrainerState {
+    /// The position of a run that has not taken a step yet.
+    pub fn fresh() -> TrainerState {
+        TrainerState {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            tokens: 0,
+            valid_ppl: Vec::new(),
+            train_seconds: 0.0,
+            session_tokens_per_s: None,
+            symbiont_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
 /// Everything needed to continue a run or evaluate its model.
 pub struct Checkpoint {
     pub config: TrainConfig,

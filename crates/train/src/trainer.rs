@@ -124,16 +124,7 @@ pub fn fresh_checkpoint(config: &TrainConfig, corpus: &Corpus) -> Result<Checkpo
         carried: LmState::zeros(&model.config, config.data.batch_size),
         model,
         extra: None,
-        trainer: TrainerState {
-            epoch: 0,
-            batch: 0,
-            step: 0,
-            tokens: 0,
-            valid_ppl: Vec::new(),
-            train_seconds: 0.0,
-            session_tokens_per_s: None,
-            symbiont_version: env!("CARGO_PKG_VERSION").into(),
-        },
+        trainer: TrainerState::fresh(),
     })
 }
 
