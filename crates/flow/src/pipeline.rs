@@ -325,33 +325,33 @@ impl Flow<'_> {
     }
 
     /// The point fixing the sizing curve: the seed's gate width, the flow's timing settings and,
-    /// for a sparse target, the lowest density of the table (where the finish aims).
-    fn curve_base(&self) -> Point {
+    /// for a sparse target, the lowest density where the finish aims: the lowest of
+    /// `[profile] densities`, else the lowest the table measured for the seed's gate width.
+    fn curve_base(&self, table: &LatencyTable) -> Point {
         let f = &self.cfg.file.flow;
+        let gate = self.cfg.file.seed.gate_hidden;
         let density = match self.cfg.target {
             Target::CpuDense => 1.0,
-            Target::CpuSparse => self
-                .cfg
-                .file
-                .profile
-                .densities
-                .as_ref()
-                .and_then(|d| d.iter().copied().reduce(f64::min))
-                .unwrap_or(1.0),
+            Target::CpuSparse => match &self.cfg.file.profile.densities {
+                Some(d) => d.iter().copied().reduce(f64::min).unwrap_or(1.0),
+                None => table
+                    .targets
+                    .iter()
+                    .flat_map(|t| &t.points)
+                    .filter(|p| p.gate_width == gate)
+                    .map(|p| p.density)
+                    .reduce(f64::min)
+                    .unwrap_or(1.0),
+            },
         };
-        measure::curve_point(
-            self.cfg.file.seed.gate_hidden,
-            f.latency_seq,
-            f.latency_threads,
-            density,
-        )
+        measure::curve_point(gate, f.latency_seq, f.latency_threads, density)
     }
 
     /// The seed's widths from the table under the sizing rule (or the latency budget), recorded
     /// with the curve they came from.
     fn seed_widths(&mut self, table: &LatencyTable) -> Result<Vec<usize>, FlowError> {
         let s = &self.cfg.file.seed;
-        let base = self.curve_base();
+        let base = self.curve_base(table);
         let curve = table.curve_along(&base, Axis::Hidden);
         let rule = self.cfg.sizing;
         let budget = self.cfg.file.flow.budget_ms;

@@ -17,7 +17,7 @@ fn temp(name: &str) -> PathBuf {
     d
 }
 
-/// A latency table with plateaus of width 8 (8, 16, 24, 32 are the frontier).
+/// A latency table with plateaus of width 8 (8, 16, 24, 32 are the frontier), dense and at 50%.
 fn table(path: &Path) {
     let mut engine = FakeEngine::new(FakeCurve::Steps {
         width: 8,
@@ -26,6 +26,7 @@ fn table(path: &Path) {
     });
     let mut grid = Grid::over_hidden((4..=32).step_by(4).collect());
     grid.gate_width = profile::Sizes::Values(vec![6]);
+    grid.density = vec![1.0, 0.5];
     let opts = SweepOptions {
         verify: false,
         budget_s: None,
@@ -160,6 +161,8 @@ fn the_flow_sizes_from_the_table_runs_every_stage_and_writes_a_loadable_model() 
     // 10 units asked for; 12 is the first measured width ≥ 10, on the (8, 16] plateau: 16.
     assert_eq!(sizing.seed_widths, vec![16]);
     assert_eq!(sizing.frontier, vec![8, 16, 24, 32]);
+    // A sparse target without `[profile] densities` sizes at the table's lowest density.
+    assert_eq!(sizing.curve.density, 0.5);
     let names: Vec<&str> = rec.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names[0], "01-grow");
     assert!(names.contains(&"02-prune-0.6"), "{names:?}");
@@ -320,12 +323,13 @@ fn bad_configs_fail_before_training_naming_the_field() {
 
 #[test]
 fn the_latency_budget_mode_takes_the_widest_width_within_it_and_snaps_under_it() {
-    // Fake curve: 0.1 + 0.05·⌈h/8⌉ ms. Within 0.22 ms: ⌈h/8⌉ ≤ 2, so 16 units at most.
-    let flow = FLOW.replace("tolerance = 0.5", "tolerance = 0.5\nbudget_ms = 0.22");
+    // The sparse target sizes at the table's 50% density: 0.6·(0.1 + 0.05·⌈h/8⌉) ms. Within
+    // 0.13 ms: ⌈h/8⌉ ≤ 2, so 16 units at most.
+    let flow = FLOW.replace("tolerance = 0.5", "tolerance = 0.5\nbudget_ms = 0.13");
     let (d, cfg) = setup("budget", &flow);
     let rec = finished(run(&cfg, &d.join("run"), &AtomicBool::new(false)));
     let sizing = rec.sizing.as_ref().unwrap();
-    assert_eq!(sizing.budget_ms, Some(0.22));
+    assert_eq!(sizing.budget_ms, Some(0.13));
     assert_eq!(sizing.seed_widths, vec![16]);
     for w in &sizing.snapped_widths {
         assert!(*w <= 16, "snapped above the budget: {sizing:?}");

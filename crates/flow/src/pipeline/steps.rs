@@ -209,7 +209,7 @@ impl Flow<'_> {
         let before = mask_density(removed, with_embeddings)?;
         let compacted = crate::compact_units(&removed.model)?;
         let mut m = compacted.model;
-        let base = self.curve_base();
+        let base = self.curve_base(table);
         let cap = match self.cfg.file.flow.budget_ms {
             Some(ms) => Some(widest_under_budget(
                 table,
