@@ -4,14 +4,14 @@
 # and one shared cpu-sparse latency table (LSTM and H-LSTM gate width 200, dense and 15%), then
 # the reference flow and its four ablations in parallel, then a summary table.
 #
-#   bench/ablations.sh                      # FLOW_THREADS=3 BASE_THREADS=8 BIN=target/release/symbiont
+#   bench/ablations.sh    # FLOW_THREADS=3 BASE_THREADS=8 BIN=target/release/symbiont NAMES="symbiotic lstm …"
 # Needs PTB where the recipe looks (../shared/data/ptb or data/ptb). Writes runs/ablation/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/symbiont}
 flow_threads=${FLOW_THREADS:-3}
 base_threads=${BASE_THREADS:-8}
-names=(symbiotic no-frontier multiple64 plain-pruning lstm)
+read -r -a names <<< "${NAMES:-symbiotic no-frontier multiple64 plain-pruning lstm}"
 mkdir -p runs/ablation
 lscpu | grep -E "Model name|^CPU\(s\)" || true
 "$bin" isa
