@@ -39,11 +39,17 @@ const FLOW_TOML: &str = "flow.toml";
 
 /// The run folder and its config: a new run, or the one in `--resume`.
 fn setup(args: &CompressArgs) -> Result<(FlowConfig, PathBuf)> {
+    // The name travels inside the run's own copy (`RUN/flow.toml` would otherwise name it "flow").
+    let named = |mut c: FlowConfig| {
+        c.file.flow.name = Some(c.name.clone());
+        c
+    };
     let given = args
         .config
         .as_deref()
         .map(FlowConfig::from_file)
-        .transpose()?;
+        .transpose()?
+        .map(named);
     let run_dir = match (&args.resume, &args.out, &given) {
         (Some(r), Some(o), _) if r != o => {
             return Err("--resume DIR continues DIR: drop --out or give the same folder".into())
@@ -57,7 +63,14 @@ fn setup(args: &CompressArgs) -> Result<(FlowConfig, PathBuf)> {
     };
     let stored_path = run_dir.join(FLOW_TOML);
     let stored = if stored_path.is_file() {
-        Some(FlowConfig::from_file(&stored_path)?)
+        let mut c = FlowConfig::from_file(&stored_path)?;
+        if c.file.flow.name.is_none() {
+            // A run folder written before names were stored: the folder's name.
+            if let Some(n) = run_dir.file_name().and_then(|n| n.to_str()) {
+                c.name = n.to_string();
+            }
+        }
+        Some(named(c))
     } else {
         None
     };

@@ -82,13 +82,13 @@ steps = 40
 steps = 40
 "#;
 
-/// A folder with a synthetic corpus, the recipe and `flow` as flow.toml.
+/// A folder with a synthetic corpus, the recipe and `flow` as tiny-flow.toml.
 fn setup(name: &str, flow: &str) -> PathBuf {
     let d = tmpdir(name);
     std::fs::create_dir_all(d.join("data")).unwrap();
     flow::synthetic::write_corpus(&d.join("data"), 30, 8_000, 3).unwrap();
     std::fs::write(d.join("recipe.toml"), RECIPE).unwrap();
-    std::fs::write(d.join("flow.toml"), flow).unwrap();
+    std::fs::write(d.join("tiny-flow.toml"), flow).unwrap();
     d
 }
 
@@ -99,7 +99,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn a_flow_runs_end_to_end_and_its_model_serves() {
     let d = setup("full", FLOW);
-    let (cfg, runp, data) = (d.join("flow.toml"), d.join("run"), d.join("data"));
+    let (cfg, runp, data) = (d.join("tiny-flow.toml"), d.join("run"), d.join("data"));
     let out = run(&[
         "--threads",
         "1",
@@ -117,6 +117,7 @@ fn a_flow_runs_end_to_end_and_its_model_serves() {
     let rec: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("--json prints flow.json");
     assert_eq!(rec["status"], "finished");
+    assert_eq!(rec["name"], "tiny-flow");
     assert_eq!(rec["target"], "cpu-dense");
     // Measured here: the table exists and the seed width is one of its widths.
     assert!(runp.join("table.json").is_file());
@@ -155,6 +156,8 @@ fn a_flow_runs_end_to_end_and_its_model_serves() {
         "--no-progress",
     ]);
     assert_eq!(again.status.code(), Some(0));
+    // The run keeps its name (not that of its own copy, RUN/flow.toml).
+    assert!(String::from_utf8_lossy(&again.stderr).contains("flow tiny-flow for cpu-dense"));
     assert_eq!(std::fs::read(&model).unwrap(), before);
     // Another config over the same run folder is refused.
     let other = d.join("other.toml");
@@ -174,14 +177,14 @@ fn bad_input_is_refused_before_any_training() {
     let out = run(&[
         "compress",
         "--config",
-        s(&d.join("flow.toml")),
+        s(&d.join("tiny-flow.toml")),
         "--out",
         s(&runp),
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("[prune] densities") && err.contains("flow.toml"),
+        err.contains("[prune] densities") && err.contains("tiny-flow.toml"),
         "{err}"
     );
     assert!(!runp.exists(), "a refused config left a run folder");
