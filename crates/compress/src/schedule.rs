@@ -50,7 +50,9 @@ impl Time {
     pub fn steps(self, batches_per_epoch: usize) -> u64 {
         match self {
             Time::Steps(n) => n,
-            Time::Epochs(n) => n * batches_per_epoch as u64,
+            // Saturating: an absurd epoch count is then "after the run's last step", an error,
+            // instead of wrapping around to a small step.
+            Time::Epochs(n) => n.saturating_mul(batches_per_epoch as u64),
         }
     }
 }

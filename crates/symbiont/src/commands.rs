@@ -355,6 +355,21 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
 
 pub fn compact(args: CompactArgs) -> Result<u8> {
     let mut ckpt = Checkpoint::load(&args.checkpoint)?;
+    // Writing OUT/checkpoint over the source would replace the model being compacted.
+    let source = Checkpoint::locate(&args.checkpoint)?;
+    let target = args.out.join(DIR_NAME);
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(&source, &target) || same(&source, &args.out) {
+        return Err(format!(
+            "--out {} would overwrite the checkpoint being compacted ({}); choose another folder",
+            args.out.display(),
+            source.display()
+        )
+        .into());
+    }
     let params_before = ckpt.model.num_params();
     let (before, after) = flow::compact::compact_checkpoint(&mut ckpt)?;
     let n = ckpt.model.num_params();

@@ -188,8 +188,8 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
             (spec.build()?, "synthetic".to_string())
         }
     };
-    if args.batch == 0 || args.seq == 0 {
-        return Err("--batch and --seq must be > 0".into());
+    if args.batch == 0 || args.seq == 0 || args.reps == 0 {
+        return Err("--batch, --seq and --reps must be > 0".into());
     }
     let sparse = weights.layers.iter().any(|l| {
         l.directions.iter().any(|d| match d {

@@ -828,3 +828,57 @@ fn infer_gives_pytorchs_logits_on_pytorchs_weights() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("id 99 is outside the vocabulary of 11"));
 }
+
+#[test]
+fn step_limits_are_exact_and_self_overwrites_and_absurd_values_are_refused() {
+    let dir = tmpdir("edges");
+    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
+    // --max-steps 0 takes no step; a resume at its limit takes none either.
+    let run_dir = dir.join("run");
+    let out = run(train_cmd(&cfg)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--max-steps", "0", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["step"], 0);
+    let out = run(train_cmd(&cfg)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--max-steps", "3", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&run_dir)
+        .args(["--max-steps", "3", "--json", "--data-dir"])
+        .arg(ptb_dir()));
+    assert_eq!(out.status.code(), Some(0));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["step"], 3, "a resume at its step limit trained on");
+    // compact onto its own source is refused, the source kept.
+    let before = read(&run_dir.join("checkpoint/model.safetensors"));
+    let out = run(bin()
+        .arg("compact")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&run_dir));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would overwrite"));
+    assert_eq!(read(&run_dir.join("checkpoint/model.safetensors")), before);
+    // bench with no timed run.
+    let out = run(bin().args(["bench", "--hidden", "8", "--reps", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    // A phase end far beyond u64 steps once multiplied by the epoch length: refused, not wrapped.
+    let huge = dir.join("huge.toml");
+    std::fs::write(
+        &huge,
+        std::fs::read_to_string(&cfg).unwrap()
+            + "[compress]\n[[compress.phase]]\nwhat = \"prune\"\nfrom = 1.0\nto = 0.5\n\
+               start = \"0 steps\"\nend = \"396883411297781 epochs\"\nevery = \"1 steps\"\n",
+    )
+    .unwrap();
+    let out = run(train_cmd(&huge).arg("--out").arg(dir.join("huge")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("after the run's last step"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -266,9 +266,10 @@ impl TrainConfig {
                 m.dropout
             ));
         }
-        if !(m.init_scale > 0.0 && m.init_scale.is_finite()) {
+        // Weights start ~ U(−init_scale, init_scale) in f32: beyond 100 no model trains.
+        if !(m.init_scale > 0.0 && m.init_scale <= 100.0) {
             return Err(format!(
-                "[model] init_scale must be > 0, got {}",
+                "[model] init_scale must be in (0, 100], got {}",
                 m.init_scale
             ));
         }
@@ -277,16 +278,33 @@ impl TrainConfig {
             return Err("[data] batch_size, bptt and eval_batch_size must be > 0".into());
         }
         let o = &self.optim;
-        if !(o.lr > 0.0 && o.lr.is_finite()) {
-            return Err(format!("[optim] lr must be > 0, got {}", o.lr));
+        // Every optimizer value is applied in f32: a finite f64 beyond f32's range is infinite.
+        let f32_finite = |v: f64| v.is_finite() && v.abs() <= f32::MAX as f64;
+        if !(o.lr > 0.0 && f32_finite(o.lr)) {
+            return Err(format!(
+                "[optim] lr must be > 0 and finite in f32, got {}",
+                o.lr
+            ));
         }
-        if o.clip_norm < 0.0 || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
-            return Err(
-                "[optim] clip_norm and weight_decay must be >= 0 and momentum in [0, 1)".into(),
-            );
+        for (key, v) in [("clip_norm", o.clip_norm), ("weight_decay", o.weight_decay)] {
+            if !(v >= 0.0 && f32_finite(v)) {
+                return Err(format!("[optim] {key} must be ≥ 0 and finite, got {v}"));
+            }
         }
-        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) || o.eps <= 0.0 {
-            return Err("[optim] beta1, beta2 must be in [0, 1) and eps > 0".into());
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(format!(
+                "[optim] momentum must be in [0, 1), got {}",
+                o.momentum
+            ));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err(format!(
+                "[optim] beta1 and beta2 must be in [0, 1), got {} and {}",
+                o.beta1, o.beta2
+            ));
+        }
+        if !(o.eps > 0.0 && f32_finite(o.eps)) {
+            return Err(format!("[optim] eps must be > 0 and finite, got {}", o.eps));
         }
         let s = &self.schedule;
         if s.epochs == 0 {
@@ -395,5 +413,28 @@ decay = 0.5
             .unwrap_err()
             .to_string();
         assert!(err.contains("rmsprop"), "{err}");
+        // Non-finite and out-of-range values that the comparisons alone let through.
+        for (from, to, key) in [
+            ("clip_norm = 5.0", "clip_norm = nan", "[optim] clip_norm"),
+            ("lr = 1.0", "lr = 1e300", "[optim] lr"),
+            (
+                "lr = 1.0",
+                "lr = 1.0\nweight_decay = nan",
+                "[optim] weight_decay",
+            ),
+            ("lr = 1.0", "lr = 1.0\neps = inf", "[optim] eps"),
+            (
+                "init_scale = 0.1",
+                "init_scale = 1e300",
+                "[model] init_scale",
+            ),
+        ] {
+            assert!(SMALL.contains(from), "fixture lacks {from}");
+            let err = TrainConfig::from_toml(&SMALL.replace(from, to), "t.toml")
+                .err()
+                .unwrap_or_else(|| panic!("{to} was accepted"))
+                .to_string();
+            assert!(err.contains(key), "{to}: {err}");
+        }
     }
 }

@@ -165,6 +165,15 @@ pub fn train(
     };
     let rng = CounterRng::new(cfg.run.seed ^ 0xD509_0D70);
     hook.start(ckpt)?;
+    // Already at the step limit (`--max-steps 0`, or a resume at its limit): no step is taken.
+    if opts.max_steps.is_some_and(|m| ckpt.trainer.step >= m) {
+        save_finite(ckpt, opts, hook)?;
+        metrics.write(json!({
+            "kind": "max_steps", "step": ckpt.trainer.step, "epoch": ckpt.trainer.epoch + 1,
+            "batch": ckpt.trainer.batch,
+        }))?;
+        return Ok(Outcome::MaxSteps);
+    }
     let mut ws = ckpt.model.workspace(t, b);
     let mut grads = vec![0.0f32; ckpt.model.num_params()];
     // Where `grads` may be non-zero: the gradient support of the last step.
