@@ -3,7 +3,10 @@
 widths chosen, parameters (non-zero, all and without embedding+softmax), perplexities, batch-1 and
 deployment-batch latency, and the ratios against the baseline.
 
-    python3 bench/summarize_flows.py runs/ablation/symbiotic runs/ablation/lstm ...
+    python3 bench/summarize_flows.py [--stages] runs/ablation/symbiotic runs/ablation/lstm ...
+
+--stages adds, per run, its stages: kept or not, density, widths, parameters, perplexities,
+batch-1 latency and the stage's note.
 """
 import json
 import sys
@@ -69,5 +72,28 @@ def main(dirs):
     return status
 
 
+def stages(dirs):
+    for d in dirs:
+        r = json.loads((Path(d) / "flow.json").read_text())
+        limit = r.get("valid_ppl_limit")
+        print(f"\n{Path(d).name} (bar: valid ppl ≤ {limit:.2f})\n" if limit else f"\n{Path(d).name}\n")
+        print("| stage | kept | density | hidden | non-zero (all / w/o emb+softmax) | valid ppl | test ppl (batch) | batch-1 ms | steps | note |")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+        for st in r["stages"]:
+            m = st["model"]
+            p = m["params"]
+            l1 = lat(m, 1)
+            l1s = "—" if l1 is None else f"{l1['median_ms']:.3f}"
+            tb = m.get("test_batch")
+            print(f"| {st['name']} | {'yes' if st['accepted'] else 'no'} | {st['density']:.3f} | {m['hidden']} | "
+                  f"{p['nonzero']:,} / {p['nonzero_core']:,} | {ppl(m.get('valid_ppl'))} | "
+                  f"{ppl(m.get('test_ppl'))} ({tb}) | {l1s} | "
+                  f"{st['steps']} | {st['note']} |")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    args = sys.argv[1:]
+    if args and args[0] == "--stages":
+        stages(args[1:])
+        sys.exit(0)
+    sys.exit(main(args))
