@@ -611,7 +611,20 @@ fn resume_with_masks_reproduces_an_uninterrupted_run() {
         "optimizer.safetensors",
         "extra.safetensors",
     ];
-    assert_resume_is_exact(&cfg, &dir, "5", "14", &files);
+    let a = assert_resume_is_exact(&cfg, &dir, "5", "14", &files);
+    // Without its masks the run cannot resume exactly: refused, naming the file.
+    std::fs::remove_file(a.join("checkpoint/extra.safetensors")).unwrap();
+    let out = run(bin()
+        .args(["train", "--resume"])
+        .arg(&a)
+        .args(["--max-steps", "16", "--data-dir"])
+        .arg(ptb_dir()));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("extra.safetensors") && err.contains("masks"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -216,6 +216,14 @@ impl Checkpoint {
         let extra_path = dir.join("extra.safetensors");
         let extra = if extra_path.is_file() {
             Some(TensorFile::read(&extra_path)?)
+        } else if config.compress.is_some() && trainer.step > 0 {
+            // Every step of a compression run saves its masks: without them a resume would
+            // start from all-ones masks and bring the pruned weights back.
+            return Err(ckpt_err(
+                &extra_path,
+                "missing: this compression run's masks are lost, and resuming without them \
+                 would bring pruned weights back",
+            ));
         } else {
             None
         };
