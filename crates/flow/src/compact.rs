@@ -45,7 +45,8 @@ pub fn compact_units(model: &LanguageModel<f32>) -> Result<Compacted, FlowError>
 }
 
 /// `ckpt` with its model compacted: a fresh optimizer state and carried LSTM state of the new
-/// shapes, no compression extras (the masks no longer match the tensors). Returns the hidden
+/// shapes, no compression extras and no `[compress]` section (the masks no longer match the
+/// tensors). Returns the hidden
 /// sizes before and after.
 pub fn compact_checkpoint(ckpt: &mut Checkpoint) -> Result<(Vec<usize>, Vec<usize>), FlowError> {
     let Compacted {
@@ -57,5 +58,8 @@ pub fn compact_checkpoint(ckpt: &mut Checkpoint) -> Result<(Vec<usize>, Vec<usiz
     ckpt.carried = model::LmState::zeros(&model.config, ckpt.config.data.batch_size);
     ckpt.model = model;
     ckpt.extra = None;
+    // The schedule's masks are gone with the old shapes: the compacted model is a dense model
+    // (its zeros stay until trained), and a resume does not expect the masks.
+    ckpt.config.compress = None;
     Ok((hidden_before, hidden_after))
 }

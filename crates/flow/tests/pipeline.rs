@@ -167,13 +167,19 @@ fn the_flow_sizes_from_the_table_runs_every_stage_and_writes_a_loadable_model() 
     assert_eq!(names[0], "01-grow");
     assert!(names.contains(&"02-prune-0.6"), "{names:?}");
     // The units stage left fewer units; the snap went back up to a frontier width.
-    if !sizing.units_left.is_empty() {
-        assert!(sizing.units_left[0] < 16, "{sizing:?}");
-        assert!(
-            sizing.frontier.contains(&sizing.snapped_widths[0]),
-            "{sizing:?}"
-        );
-    }
+    assert!(sizing.units_left[0] < 16, "{sizing:?}");
+    assert!(
+        sizing.frontier.contains(&sizing.snapped_widths[0]),
+        "{sizing:?}"
+    );
+    // The units the snap added start with their outgoing weights masked: the snap stage grows
+    // connections for them.
+    assert!(
+        sizing.snapped_widths[0] > sizing.units_left[0],
+        "{sizing:?}"
+    );
+    let snap = rec.stages.iter().find(|s| s.kind == "snap").unwrap();
+    assert!(snap.note.starts_with("grew connections"), "{}", snap.note);
     let limit = rec.valid_ppl_limit.unwrap();
     for s in &rec.stages {
         let v = s.model.valid_ppl.unwrap();

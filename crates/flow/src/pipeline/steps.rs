@@ -72,12 +72,12 @@ impl Flow<'_> {
             let Some((removed, _)) = self.stage(&units, &current)? else {
                 return Ok(None);
             };
-            let (snapped, before) = self.snapped(&removed, table)?;
+            let (snapped, regrow_to) = self.snapped(&removed, table)?;
             let snap = StageSpec {
                 name: snap_name,
                 kind: "snap".into(),
                 work: StageWork::Grow {
-                    to: before,
+                    to: regrow_to,
                     accumulate: f.grow.as_ref().map_or(50, |g| g.accumulate),
                 },
                 length: StageLength {
@@ -198,8 +198,9 @@ impl Flow<'_> {
 
     /// After unit removal: the silent units compacted away, every layer snapped up by the sizing
     /// rule (new units start with zero outgoing weights: the function is unchanged) and masks
-    /// rebuilt from the non-zero pattern. Also returns the density before, which the snap stage
-    /// grows back to.
+    /// rebuilt from the non-zero pattern. Also returns the density the snap stage grows to: the
+    /// compacted model's connections plus the new units' share at the density before, so that
+    /// growth gives the new units connections (their outgoing weights start masked).
     fn snapped(
         &mut self,
         removed: &Checkpoint,
@@ -208,6 +209,10 @@ impl Flow<'_> {
         let with_embeddings = self.env().with_embeddings();
         let before = mask_density(removed, with_embeddings)?;
         let compacted = crate::compact_units(&removed.model)?;
+        let (kept, kept_positions) =
+            mask_counts(&mask_from(&compacted.model, with_embeddings, |i| {
+                compacted.model.params[i] != 0.0
+            }));
         let mut m = compacted.model;
         let base = self.curve_base(table);
         let cap = match self.cfg.file.flow.budget_ms {
@@ -248,7 +253,11 @@ impl Flow<'_> {
             "units: {:?} left of {:?}, snapped to {snapped:?}",
             compacted.hidden_after, compacted.hidden_before
         );
-        Ok((with_mask(ck, mask.values()), before))
+        let (_, positions) = mask_counts(&mask);
+        let new_positions = positions.saturating_sub(kept_positions);
+        let target =
+            ((kept as f64 + before * new_positions as f64) / positions.max(1) as f64).min(1.0);
+        Ok((with_mask(ck, mask.values()), target))
     }
 
     /// Writes the final model (`final/model.safetensors` and `final/model.onnx`), scores and
@@ -308,6 +317,13 @@ impl Flow<'_> {
         self.record.status = "finished".into();
         self.save()
     }
+}
+
+/// Open entries and all entries of the masked tensors.
+fn mask_counts(m: &compress::MaskSet) -> (usize, usize) {
+    m.selected().fold((0, 0), |(on, all), t| {
+        (on + m.active(t), all + m.layout().get(t).len())
+    })
 }
 
 fn prune_spec(name: String, kind: &str, density: f64, length: &StageLength) -> StageSpec {
