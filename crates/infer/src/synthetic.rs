@@ -66,6 +66,24 @@ impl SyntheticSpec {
                 s.density
             )));
         }
+        // Before any allocation: every matrix of the stack and the decoder, in u128.
+        let (l, i, h, m, v) = (
+            s.layers as u128,
+            s.input as u128,
+            s.hidden as u128,
+            s.gate_width as u128,
+            s.vocab as u128,
+        );
+        let per_layer = 4 * h.max(m) * (i.max(h) + h + m + 2) + 4 * h * m;
+        let dirs = if s.bidirectional { 2 } else { 1 };
+        kernels::memory::check_fits(
+            &format!(
+                "the synthetic model (layers {}, input {}, hidden {}, gate width {}, vocab {})",
+                s.layers, s.input, s.hidden, s.gate_width, s.vocab
+            ),
+            4 * (l * dirs * per_layer + v * (i + 2 * dirs * h + 1)),
+        )
+        .map_err(InferError::Config)?;
         let h = s.hidden;
         let bound = 1.0 / (h as f32).sqrt();
         let mut stream = 0u64;

@@ -9,6 +9,7 @@ pub mod check;
 pub mod fpmode;
 pub mod gemm;
 pub mod isa;
+pub mod memory;
 pub mod packed;
 pub mod real;
 pub mod reduce;

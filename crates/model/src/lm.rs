@@ -141,7 +141,33 @@ impl LmConfig {
                 self.dropout
             )));
         }
-        Ok(())
+        // Before any allocation: weights, gradients and optimizer state (3 copies) must fit.
+        kernels::memory::check_fits(
+            &format!(
+                "the model (vocab {}, embedding {}, hidden {:?}, gate width {}) with its gradients",
+                self.vocab,
+                self.embedding_width(),
+                (0..self.layers)
+                    .map(|l| self.hidden_of(l))
+                    .collect::<Vec<_>>(),
+                self.gate_hidden
+            ),
+            3 * 4 * self.param_bound(),
+        )
+        .map_err(ModelError::Config)
+    }
+
+    /// An upper bound of the parameter count, in u128 so that absurd sizes cannot overflow.
+    fn param_bound(&self) -> u128 {
+        let (v, e) = (self.vocab as u128, self.embedding_width() as u128);
+        let m = self.gate_hidden as u128;
+        let mut n = v * e + v * self.top_hidden() as u128 + v;
+        for l in 0..self.layers {
+            let (i, h) = (self.input_of(l) as u128, self.hidden_of(l) as u128);
+            let w = h.max(m);
+            n += 4 * w * (i + h + m + 2) + 4 * h * m;
+        }
+        n
     }
 }
 

@@ -881,6 +881,29 @@ fn step_limits_are_exact_and_self_overwrites_and_absurd_values_are_refused() {
     // bench with no timed run.
     let out = run(bin().args(["bench", "--hidden", "8", "--reps", "0"]));
     assert_eq!(out.status.code(), Some(2));
+    // Sizes beyond memory: exit 2 naming the size and the bytes, not a panic or an abort.
+    let out = run(bin().args(["bench", "--hidden", "1000000000"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hidden 1000000000") && err.contains("GB"),
+        "{err}"
+    );
+    let big = dir.join("big.toml");
+    std::fs::write(
+        &big,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("hidden = 16", "hidden = 1000000000"),
+    )
+    .unwrap();
+    let out = run(train_cmd(&big).arg("--out").arg(dir.join("big")));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hidden [1000000000") && err.contains("GB"),
+        "{err}"
+    );
     // A phase end far beyond u64 steps once multiplied by the epoch length: refused, not wrapped.
     let huge = dir.join("huge.toml");
     std::fs::write(
