@@ -391,7 +391,12 @@ impl FlowConfig {
             check_length(&self.origin, "[grow]", &g.length)?;
         }
         if let Some(p) = &f.prune {
-            check_densities(&self.origin, "[prune] densities", &p.densities, true)?;
+            check_densities(
+                &self.origin,
+                "[prune] densities",
+                &p.densities,
+                Steps::Decreasing,
+            )?;
             check_length(&self.origin, "[prune]", &p.length)?;
         }
         if let Some(u) = &f.units {
@@ -417,7 +422,7 @@ impl FlowConfig {
             &self.origin,
             "[finish] densities",
             &f.finish.densities,
-            false,
+            Steps::OptionalDecreasing,
         )?;
         if self.target == Target::CpuDense && !f.finish.densities.is_empty() {
             return Err(err(
@@ -508,7 +513,7 @@ impl FlowConfig {
             _ => {}
         }
         if let Some(d) = &p.densities {
-            check_densities(&self.origin, "[profile] densities", d, false)?;
+            check_densities(&self.origin, "[profile] densities", d, Steps::AnyOrder)?;
             if self.target == Target::CpuDense && d.iter().any(|&x| x < 1.0) {
                 return Err(err(
                     "[profile] densities below 1 need target = \"cpu-sparse\"".into(),
@@ -614,14 +619,23 @@ fn check_density(origin: &str, key: &str, d: f64) -> Result<(), FlowError> {
     }
 }
 
-fn check_densities(origin: &str, key: &str, ds: &[f64], required: bool) -> Result<(), FlowError> {
+/// Whether a density list is a sequence of pruning steps (required, each lower) or a grid.
+#[derive(Clone, Copy, PartialEq)]
+enum Steps {
+    Decreasing,
+    OptionalDecreasing,
+    AnyOrder,
+}
+
+fn check_densities(origin: &str, key: &str, ds: &[f64], kind: Steps) -> Result<(), FlowError> {
+    let required = kind == Steps::Decreasing;
     if required && ds.is_empty() {
         return Err(invalid(origin, format!("{key} needs at least one density")));
     }
     for &d in ds {
         check_density(origin, key, d)?;
     }
-    if ds.windows(2).any(|w| w[1] >= w[0]) && !key.starts_with("[profile]") {
+    if kind != Steps::AnyOrder && ds.windows(2).any(|w| w[1] >= w[0]) {
         return Err(invalid(
             origin,
             format!("{key} must decrease (each step prunes further), got {ds:?}"),
