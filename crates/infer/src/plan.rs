@@ -375,7 +375,6 @@ impl StackPlan {
                 )));
             }
         }
-        let _ftz = kernels::fpmode::FlushDenormals::new();
         let n_layers = self.layers.len();
         self.outs.resize_with(n_layers, Vec::new);
         for l in 0..n_layers {
@@ -975,9 +974,25 @@ fn epilogue_body(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], 
         let f = sigmoid(gf[j]);
         let gv = tanh_f32(gg[j]);
         let o = sigmoid(go[j]);
-        let cv = f * c[j] + i * gv;
+        let cv = flush_subnormal(f * c[j] + i * gv);
         c[j] = cv;
-        h[j] = o * tanh_f32(cv);
+        h[j] = flush_subnormal(o * tanh_f32(cv));
+    }
+}
+
+/// A state decaying towards zero (a forget gate below 1 and no input, step after step) turns
+/// subnormal, and every product with a subnormal operand takes a microcode assist (~100x slower).
+/// Flushing the states here, and subnormal weights when they are packed (`matrix::pack_one`),
+/// keeps subnormals out of the kernels with IEEE arithmetic everywhere: it replaces a flush-to-zero
+/// mode set in MXCSR, under which compiled Rust ran in a floating-point environment LLVM assumes
+/// is never changed. Cost: docs/benchmarks.md, "Subnormal states without FTZ".
+#[inline(always)]
+pub(crate) fn flush_subnormal(x: f32) -> f32 {
+    // A select on |x| (NaN compares false and is kept): vectorizes to a compare and a blend.
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
     }
 }
 

@@ -6,7 +6,6 @@
 
 pub mod activation;
 pub mod check;
-pub mod fpmode;
 pub mod gemm;
 pub mod isa;
 pub mod memory;
