@@ -672,7 +672,10 @@ mod tests {
 
     #[test]
     fn dense_rows_start_on_cache_lines() {
-        let w = random_matrix(9, 13, 1.0, 5);
+        // 40 x 13: two 32-row panels (the second partial), three 16-row AMX panels, and rows
+        // whose 13 values do not fill a line; strides are read off the packed storage itself.
+        let (rows, cols) = (40, 13);
+        let w = random_matrix(rows, cols, 1.0, 5);
         for format in [
             Format::Dense,
             Format::Bf16,
@@ -680,22 +683,32 @@ mod tests {
             Format::Bf16Panel,
             Format::Bf16Amx,
         ] {
-            let m = PackedMatrix::pack(&w, 9, 13, format);
-            let (base, row_bytes) = match &m.storage {
+            let m = PackedMatrix::pack(&w, rows, cols, format);
+            let blocks = |len: usize, n: usize| {
+                assert_eq!(len % n, 0, "{format}: {len} values in {n} equal blocks");
+                len / n
+            };
+            let panels = rows.div_ceil(m.row_align());
+            let (base, stride_bytes) = match &m.storage {
                 Storage::Dense { w, ld } => (w.as_ptr() as usize, ld * 4),
                 Storage::Bf16 { w, ld } => (w.as_ptr() as usize, ld * 2),
-                Storage::Panel(w) => (w.as_ptr() as usize, 13 * 32 * 4),
-                Storage::Bf16Panel(w) => (w.as_ptr() as usize, 13 * 32 * 2),
-                // One 16-row x 32-column tile of bf16.
-                Storage::Bf16Amx(w) => (w.as_ptr() as usize, amx::TILE_VALUES * 2),
+                Storage::Panel(w) => (w.as_ptr() as usize, blocks(w.len(), panels) * 4),
+                Storage::Bf16Panel(w) => (w.as_ptr() as usize, blocks(w.len(), panels) * 2),
+                Storage::Bf16Amx(w) => {
+                    let tiles = rows.div_ceil(16) * cols.div_ceil(32);
+                    (w.as_ptr() as usize, blocks(w.len(), tiles) * 2)
+                }
                 _ => unreachable!("dense formats only"),
             };
             assert_eq!(base % ALIGN, 0, "{format}: buffer not line-aligned");
+            assert!(stride_bytes > 0);
             assert_eq!(
-                row_bytes % ALIGN,
+                stride_bytes % ALIGN,
                 0,
-                "{format}: rows not a whole number of lines"
+                "{format}: rows / panels / tiles not a whole number of lines ({stride_bytes} B)"
             );
+            // Against the source weights (rounded where the format stores bf16), never against
+            // another packing: a packer that drops or moves entries fails here.
             let rounded: Vec<f32> = w.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect();
             let want = if matches!(format, Format::Dense | Format::Panel) {
                 &w

@@ -256,6 +256,10 @@ mod tests {
         for (a, b) in l3.iter().zip(&l4) {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
         }
+        // The fused gradient itself, element by element, against the reference's (which saw the
+        // bias added beforehand).
+        let worst = crate::check::max_abs_diff(&fused, &separate);
+        assert!(worst < 1e-6, "fused-bias gradient differs by {worst}");
         for r in 0..n {
             for j in 0..v {
                 assert_eq!(

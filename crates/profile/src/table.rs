@@ -282,7 +282,7 @@ impl LatencyTable {
         let mut t = LatencyTable::new(vec![Target::from_sweep(outcome, label)]);
         match &outcome.status {
             SweepStatus::Complete => {}
-            SweepStatus::Interrupted => t.mark_incomplete("interrupted (Ctrl-C)".into()),
+            SweepStatus::Interrupted => t.mark_incomplete("interrupted (SIGINT or SIGTERM)".into()),
             SweepStatus::Failed(e) => t.mark_incomplete(format!("engine failed: {e}")),
         }
         t

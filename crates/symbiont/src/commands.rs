@@ -1,12 +1,12 @@
 //! The subcommands: argument handling and printing around the library calls.
 
+use crate::signals;
 use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, IsaArgs, TrainArgs};
 use kernels::isa;
 use serde_json::json;
 use std::error::Error;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use train::checkpoint::{Checkpoint, DIR_NAME};
 use train::ptb::{load_ptb, load_split, Split};
@@ -25,21 +25,6 @@ pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
             .map_err(|e| format!("cannot start {n} threads: {e}"))?;
     }
     Ok(())
-}
-
-/// Set by the first Ctrl-C: training saves a checkpoint after the current step and stops.
-pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// The first Ctrl-C sets [`INTERRUPTED`]; a second one exits at once (130).
-pub(crate) fn install_ctrl_c() -> Result<()> {
-    ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to quit at once)");
-    })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}").into())
 }
 
 pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
@@ -117,11 +102,11 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         ckpt.model.num_params() - ckpt.model.num_embedding_params(),
         rayon::current_num_threads()
     );
-    install_ctrl_c()?;
+    signals::install("saving a checkpoint after this step", "without saving")?;
     let opts = RunOptions {
         out_dir: out_dir.clone(),
         max_steps: args.max_steps,
-        interrupted: &INTERRUPTED,
+        interrupted: &signals::INTERRUPTED,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
     let origin = args
@@ -137,7 +122,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     let (status, code) = match &outcome {
         Outcome::Finished { .. } => ("finished", 0),
         Outcome::MaxSteps => ("max_steps", 0),
-        Outcome::Interrupted => ("interrupted", 130),
+        Outcome::Interrupted => ("interrupted", signals::exit_code()),
     };
     let mut summary = json!({
         "status": status, "step": tr.step, "epoch": tr.epoch, "checkpoint": ckpt_dir,

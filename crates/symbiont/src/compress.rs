@@ -1,7 +1,8 @@
 //! `symbiont compress`: the symbiotic flow for one target, from a flow config (or a run folder to
 //! continue). Argument handling and printing around `flow::pipeline::run_flow`.
 
-use crate::commands::{install_ctrl_c, set_threads, INTERRUPTED};
+use crate::commands::set_threads;
+use crate::signals::{self, INTERRUPTED};
 use flow::config::FlowConfig;
 use flow::measure::Timing;
 use flow::pipeline::{run_flow, FlowOptions, FlowOutcome};
@@ -114,7 +115,10 @@ pub fn compress(args: CompressArgs, threads: Option<usize>) -> Result<u8> {
     set_threads(threads, cfg.train.run.threads)?;
     let data_dir = cfg.train.resolve_data_dir(args.data_dir.as_deref());
     let corpus = train::ptb::load_ptb(&data_dir, cfg.train.data.verify_checksums)?;
-    install_ctrl_c()?;
+    signals::install(
+        "saving the stage's checkpoint after this step",
+        "without saving",
+    )?;
     eprintln!(
         "flow {} for {} in {} ({} threads)",
         cfg.name,
@@ -139,7 +143,7 @@ pub fn compress(args: CompressArgs, threads: Option<usize>) -> Result<u8> {
                 "interrupted; continue with: symbiont compress --resume {}",
                 run_dir.display()
             );
-            Ok(130)
+            Ok(signals::exit_code())
         }
         FlowOutcome::Finished(record) => {
             print_summary(&record, &run_dir);

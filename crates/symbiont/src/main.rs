@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 a check failed (`gradcheck`); 2 usage or runtime error (bad flags, a
 //! `SYMBIONT_ISA` level unknown or missing from this CPU, missing or corrupt data, invalid config,
-//! non-finite loss); 130 interrupted by Ctrl-C after saving a checkpoint.
+//! non-finite loss); 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM after saving a checkpoint (or
+//! the table measured so far).
 
 mod commands;
 mod compress;
@@ -11,6 +12,7 @@ mod inference;
 mod peak;
 mod profiling;
 mod report;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -8,13 +8,13 @@ use profile::{
 };
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::signals;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// Set by Ctrl-C: the sweep stops after the current run and writes what it measured.
-static STOP: AtomicBool = AtomicBool::new(false);
 
 #[derive(Args)]
 pub struct ProfileArgs {
@@ -281,7 +281,8 @@ pub fn profile(args: ProfileArgs, threads: Option<usize>) -> Result<u8> {
     }
 }
 
-/// Runs the sweep; returns the table, the exit code (130 after Ctrl-C) and an engine failure.
+/// Runs the sweep; returns the table, the exit code (128 + the signal after SIGINT or SIGTERM)
+/// and an engine failure.
 fn run_sweep(
     args: &ProfileArgs,
     name: &str,
@@ -323,14 +324,10 @@ fn run_sweep(
         .into());
     }
     let mut engine = make_engine(args, name, opts.visit_ms)?;
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without writing the table");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: stopping after this run and writing what was measured (press again to quit at once)");
-    })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    signals::install(
+        "stopping after this run and writing what was measured",
+        "without writing the table",
+    )?;
     eprintln!(
         "profiling {} configurations with {name}: {} passes (up to {}), CI target ±{}%, budget {}",
         points.len(),
@@ -339,7 +336,7 @@ fn run_sweep(
         opts.rel_tol * 100.0,
         opts.budget_s.map_or("none".into(), |b| format!("{b} s"))
     );
-    let outcome = profile::sweep(engine.as_mut(), points, &opts, &STOP);
+    let outcome = profile::sweep(engine.as_mut(), points, &opts, &signals::INTERRUPTED);
     let verified = outcome
         .records
         .iter()
@@ -366,7 +363,7 @@ fn run_sweep(
     }
     Ok(match outcome.status {
         SweepStatus::Complete => (table, 0, None),
-        SweepStatus::Interrupted => (table, 130, None),
+        SweepStatus::Interrupted => (table, signals::exit_code(), None),
         SweepStatus::Failed(e) => (table, 2, Some(e.to_string())),
     })
 }

@@ -4,134 +4,9 @@
 //! synthetic corpus in PTB's format; the checks of PTB's own checksums need the real files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_symbiont"));
-    // Every training run here checks, after each hook call, that the gradient is zero outside
-    // the batch's support (the sparse zeroing and update rely on it).
-    cmd.env("SYMBIONT_CHECK_GRADIENT_SUPPORT", "1");
-    cmd
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the tests read the real PTB (else a synthetic corpus in its format).
-fn real_ptb() -> bool {
-    static REAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *REAL.get_or_init(|| {
-        std::env::var_os("SYMBIONT_TEST_SYNTHETIC_PTB").is_none()
-            && real_ptb_dir().join("ptb.train.txt").exists()
-    })
-}
-
-fn real_ptb_dir() -> PathBuf {
-    let root = repo_root();
-    let shared = root.join("../shared/data/ptb");
-    if shared.join("ptb.train.txt").exists() {
-        shared
-    } else {
-        root.join("data/ptb")
-    }
-}
-
-/// The corpus folder: PTB, or a synthetic corpus in its format written once per test process.
-fn ptb_dir() -> PathBuf {
-    static SYNTHETIC: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    if real_ptb() {
-        return real_ptb_dir();
-    }
-    SYNTHETIC
-        .get_or_init(|| {
-            let d = std::env::temp_dir()
-                .join(format!("symbiont-cli-{}-synthetic-ptb", std::process::id()));
-            std::fs::create_dir_all(&d).unwrap();
-            flow::synthetic::write_corpus(&d, 2000, 100_000, 17).unwrap();
-            d
-        })
-        .clone()
-}
-
-/// Tokens of a split file as the loader counts them (every word and one end of sentence per line).
-fn corpus_tokens(split: &str) -> u64 {
-    let text = std::fs::read_to_string(ptb_dir().join(format!("ptb.{split}.txt"))).unwrap();
-    text.lines()
-        .map(|l| l.split_whitespace().count() as u64 + 1)
-        .sum()
-}
-
-/// Distinct words of the training file, end of sentence included.
-fn corpus_vocab() -> usize {
-    let text = std::fs::read_to_string(ptb_dir().join("ptb.train.txt")).unwrap();
-    let mut words: std::collections::HashSet<&str> = text.split_whitespace().collect();
-    words.insert("<eos>");
-    words.len()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("symbiont-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A tiny but real config: 2 x 16 LSTM with dropout, batch 4, bptt 8.
-fn tiny_config(dir: &Path, extra_optim: &str, epochs: usize, ckpt_every: usize) -> PathBuf {
-    let text = format!(
-        r#"
-[model]
-hidden = 16
-layers = 2
-dropout = 0.2
-init_scale = 0.1
-[data]
-batch_size = 4
-bptt = 8
-eval_batch_size = 50
-[optim]
-kind = "sgd"
-lr = 1.0
-{extra_optim}
-[schedule]
-epochs = {epochs}
-decay_start = 1
-decay = 0.5
-[run]
-seed = 7
-log_every = 2
-checkpoint_every = {ckpt_every}
-"#
-    );
-    let text = if real_ptb() {
-        text
-    } else {
-        text.replace("[data]", "[data]\nverify_checksums = false")
-    };
-    let p = dir.join("tiny.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-/// `symbiont train --config CFG --data-dir PTB`, to add the rest to.
-fn train_cmd(cfg: &Path) -> Command {
-    let mut c = bin();
-    c.arg("train")
-        .arg("--config")
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(ptb_dir());
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("binary runs");
-    if !out.status.success() {
-        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    out
-}
+mod common;
+use common::*;
 
 #[test]
 fn gradcheck_passes() {
@@ -255,10 +130,6 @@ fn assert_resume_is_exact(
         );
     }
     a
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -410,57 +281,6 @@ fn diverging_run_stops_and_keeps_the_last_good_checkpoint() {
         Some(0),
         "the kept checkpoint still evaluates"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn ctrl_c_saves_a_checkpoint_that_resumes() {
-    let dir = tmpdir("sigint");
-    let cfg = tiny_config(&dir, "clip_norm = 5.0", 1, 0);
-    let out_dir = dir.join("run");
-    let child = train_cmd(&cfg)
-        .arg("--out")
-        .arg(&out_dir)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until training has started (the first metrics line exists), then interrupt.
-    let metrics = out_dir.join("metrics.jsonl");
-    let start = std::time::Instant::now();
-    while !std::fs::read_to_string(&metrics)
-        .map(|m| m.contains("\"kind\":\"train\""))
-        .unwrap_or(false)
-    {
-        assert!(start.elapsed().as_secs() < 60, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let trainer: serde_json::Value =
-        serde_json::from_slice(&read(&out_dir.join("checkpoint/trainer.json"))).unwrap();
-    let step = trainer["step"].as_u64().unwrap();
-    assert!(step >= 2);
-    let out = run(bin()
-        .args(["train", "--resume"])
-        .arg(&out_dir)
-        .arg("--data-dir")
-        .arg(ptb_dir())
-        .args(["--max-steps"])
-        .arg((step + 3).to_string())
-        .arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["step"].as_u64().unwrap(), step + 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

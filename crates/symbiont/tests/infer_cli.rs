@@ -206,19 +206,12 @@ fn infer_formats_agree_on_a_model_file() {
         &["--threads", "2"],
     ] {
         let got = logits(extra);
-        let worst = got
-            .iter()
-            .zip(&dense)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        // Fails on NaN and on a length mismatch (kernels::check).
+        let worst = kernels::check::max_abs_diff(&got, &dense);
         assert!(worst < 1e-5, "{extra:?}: {worst}");
     }
     let bf16 = logits(&["--dtype", "bf16"]);
-    let worst = bf16
-        .iter()
-        .zip(&dense)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let worst = kernels::check::max_abs_diff(&bf16, &dense);
     assert!(
         worst > 0.0 && worst < 2e-2,
         "bf16 rounds the weights a little: {worst}"
