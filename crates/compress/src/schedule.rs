@@ -177,7 +177,22 @@ impl Phase {
         let Action::Grow { accumulate, .. } = self.action else {
             return false;
         };
-        (step..step + accumulate as u64).any(|s| self.fires_at(s, batches_per_epoch))
+        // The first firing at or after `step`, in O(1): scanning the window step by step spun
+        // for hours with `accumulate = 1000000000000`.
+        let (s, e, every) = (
+            self.start.steps(batches_per_epoch),
+            self.end.steps(batches_per_epoch),
+            self.every.steps(batches_per_epoch).max(1),
+        );
+        let next = if step <= s {
+            s
+        } else {
+            match (step - s).div_ceil(every).checked_mul(every) {
+                Some(offset) => s.saturating_add(offset),
+                None => return false,
+            }
+        };
+        next <= e && next < step.saturating_add(accumulate as u64)
     }
 }
 
@@ -422,6 +437,41 @@ every = "100 steps"
         assert_eq!(s.block.to_string(), "4x4");
         let e = parse(&format!("block = \"4by4\"\n{AGP}")).unwrap_err();
         assert!(e.contains("[compress] block = \"4by4\""), "{e}");
+    }
+
+    #[test]
+    fn accumulation_windows_match_a_step_by_step_scan_and_huge_windows_return() {
+        let text = |start: &str, end: &str, every: &str, acc: u64| {
+            format!(
+                "[[phase]]\nwhat = \"grow\"\nfrom = 0.5\nto = 0.6\nstart = \"{start}\"\nend = \"{end}\"\nevery = \"{every}\"\naccumulate = {acc}\n"
+            )
+        };
+        let phase = |start: &str, end: &str, every: &str, acc: u64| {
+            let cfg: CompressConfig = toml::from_str(&text(start, end, every, acc)).unwrap();
+            cfg.validate().unwrap().phases.remove(0)
+        };
+        // The definition, step by step: some firing within [step, step + accumulate).
+        let scan = |p: &Phase, step: u64, acc: u64| (step..step + acc).any(|s| p.fires_at(s, 7));
+        for (start, end, every) in [
+            ("0 steps", "50 steps", "1 steps"),
+            ("3 steps", "40 steps", "5 steps"),
+            ("10 steps", "12 steps", "7 steps"),
+            ("1 epochs", "5 epochs", "2 epochs"),
+        ] {
+            for acc in [1, 2, 4, 5, 6, 13] {
+                let p = phase(start, end, every, acc);
+                for step in 0..60 {
+                    assert_eq!(
+                        p.accumulates_at(step, 7),
+                        scan(&p, step, acc),
+                        "{start}..{end} every {every}, acc {acc}, step {step}"
+                    );
+                }
+            }
+        }
+        let huge = phase("100 steps", "200 steps", "50 steps", 1_000_000_000_000);
+        assert!(huge.accumulates_at(0, 7) && huge.accumulates_at(200, 7));
+        assert!(!huge.accumulates_at(201, 7) && !huge.accumulates_at(u64::MAX - 1, 7));
     }
 
     #[test]

@@ -55,11 +55,8 @@ pub fn evaluate_with_plan(
     })
 }
 
-/// Perplexity through the training engine (`train::eval::evaluate`); nothing to score is an
-/// error, not a NaN perplexity. A non-finite result is still returned here (unlike
-/// [`evaluate_with_plan`]): the divergence handling can keep a "last good" checkpoint whose
-/// weights are not (issue 14), and `tests/cli.rs`'s divergence test evaluates that checkpoint;
-/// refusing it belongs with that fix.
+/// Perplexity through the training engine (`train::eval::evaluate`); nothing to score, or a
+/// non-finite loss (weights that overflow), is an error, not a NaN or null perplexity.
 pub fn evaluate_checked(
     model: &model::LanguageModel<f32>,
     tokens: &[u32],
@@ -67,7 +64,7 @@ pub fn evaluate_checked(
     bptt: usize,
 ) -> Result<EvalResult, FlowError> {
     check_scorable(tokens.len(), batch, bptt)?;
-    Ok(train::eval::evaluate(model, tokens, batch, bptt))
+    finite(train::eval::evaluate(model, tokens, batch, bptt))
 }
 
 /// Whether `n` tokens in `batch` streams leave something to score with `bptt`-step windows.
@@ -85,14 +82,16 @@ fn check_scorable(n: usize, batch: usize, bptt: usize) -> Result<(), FlowError> 
     Ok(())
 }
 
-/// `r`, or an error when its loss is not finite (NaN or infinite weights in the model).
+/// `r`, or an error when its loss or perplexity is not finite (NaN or infinite weights, or
+/// finite ones large enough that the logits or e^loss overflow).
 fn finite(r: EvalResult) -> Result<EvalResult, FlowError> {
-    if r.loss.is_finite() {
+    if r.loss.is_finite() && r.perplexity.is_finite() {
         Ok(r)
     } else {
         Err(FlowError::Invalid(format!(
-            "the loss over {} tokens is {} (the model holds NaN or infinite weights, or overflows)",
-            r.tokens, r.loss
+            "the loss over {} tokens is {} (perplexity {}): the model holds NaN or infinite \
+             weights, or overflows",
+            r.tokens, r.loss, r.perplexity
         )))
     }
 }

@@ -126,5 +126,11 @@ fn nothing_to_score_and_non_finite_plan_results_are_errors() {
     let err = evaluate_with_plan(&m, &t, 4, 10, Dtype::F32, FormatChoice::Auto)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("NaN or infinite weights"), "{err}");
+    assert!(
+        err.contains("decoder.weight") && err.contains("non-finite"),
+        "{err}"
+    );
+    // And through the training engine (`eval`'s default): it printed a null perplexity.
+    let err = evaluate_checked(&m, &t, 4, 10).unwrap_err().to_string();
+    assert!(err.contains("NaN or infinite"), "{err}");
 }

@@ -233,11 +233,15 @@ impl ModelWeights {
                 )));
             }
             let v = s[0];
-            let b = if has("decoder.bias") {
-                f32s("decoder.bias", Some(&[v]))?
-            } else {
-                vec![0.0; v]
-            };
+            // Required, as `eval` and `--resume` require it: a file missing it is more often a
+            // damaged checkpoint than a bias-free decoder, and zeros would hide that.
+            if !has("decoder.bias") {
+                return Err(err(format!(
+                    "tensor `decoder.weight` has no `decoder.bias` ([{v}]); for a decoder built \
+                     with bias=False, save zeros under that name"
+                )));
+            }
+            let b = f32s("decoder.bias", Some(&[v]))?;
             Some((f32s("decoder.weight", None)?, b))
         } else {
             None

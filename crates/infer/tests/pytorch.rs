@@ -364,3 +364,31 @@ fn malformed_files_name_the_tensor() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_decoder_without_its_bias_is_refused_as_eval_refuses_it() {
+    // Inference used to fill a missing `decoder.bias` with zeros where `eval` and `--resume`
+    // refuse the file: one model, two verdicts.
+    use model::checkpoint::{write_tensors, OutTensor, TensorData};
+    let f = fixture("infer_tiny.safetensors");
+    let tensors: Vec<OutTensor> = f
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("lm.") && *n != "lm.decoder.bias" && *n != "lm.tokens")
+        .map(|n| OutTensor {
+            name: n.to_string(),
+            shape: f.shape(n).unwrap().to_vec(),
+            data: TensorData::F32Owned(floats(&f, n)),
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("symbiont-infer-{}-nobias", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lm.safetensors");
+    write_tensors(&path, &tensors, Default::default()).unwrap();
+    let file = TensorFile::read(&path).unwrap();
+    let err = ModelWeights::from_file_prefixed(&file, "lm.")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("decoder.bias"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -142,12 +142,13 @@ impl TensorFile {
         Ok(())
     }
 
-    /// A floating-point tensor as f64 values (F32, F64, F16 and BF16 are read).
+    /// A floating-point tensor as f64 values (F32, F64, F16 and BF16 are read). NaN or an
+    /// infinity anywhere is an error naming the tensor and index.
     pub fn floats(&self, name: &str, want: Option<&[usize]>) -> Result<Vec<f64>, ModelError> {
         let t = self.raw(name)?;
         self.check_shape(name, t, want)?;
         let b = &t.bytes;
-        Ok(match t.dtype {
+        let values: Vec<f64> = match t.dtype {
             Dtype::F32 => b
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
@@ -171,7 +172,16 @@ impl TensorFile {
                     dtype: format!("{other:?}"),
                 })
             }
-        })
+        };
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(ModelError::NonFinite {
+                file: self.path.clone(),
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
+        Ok(values)
     }
 
     /// An integer tensor (I64 or I32) as i64 values.
@@ -287,7 +297,31 @@ fn canonicalize_header(buf: &mut [u8]) {
     }
 }
 
-/// Writes bytes to `path` through a temporary file and a rename.
+/// Flushes a directory's entries to disk (after a rename or a new file in it): without it a crash
+/// soon after can lose the rename even though the file's data was synced. A no-op where
+/// directories cannot be opened (not Unix).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// The folder holding `path` ("." for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes bytes to `path` through a temporary file, fsync and a rename, then syncs the folder so
+/// the rename itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io = |source| ModelError::Io {
         path: path.display().to_string(),
@@ -302,7 +336,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(parent_dir(path)).map_err(io)
 }
 
 impl<F: Real> LanguageModel<F> {
@@ -422,6 +457,28 @@ mod tests {
         let mut m = LanguageModel::new(LmConfig::lstm(9, 4, 2)).unwrap();
         m.init_uniform(0.3, 5);
         m
+    }
+
+    #[test]
+    fn write_atomic_syncs_the_folder_and_reports_a_missing_one() {
+        let dir = std::env::temp_dir().join(format!("symbiont-model-{}-sync", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.txt");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(
+            !dir.join("a.txt.tmp").exists(),
+            "the temporary file is renamed away"
+        );
+        assert!(sync_dir(&dir).is_ok());
+        assert!(sync_dir(&dir.join("missing")).is_err());
+        let err = write_atomic(&dir.join("missing/b.txt"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing/b.txt"), "{err}");
+        assert_eq!(parent_dir(Path::new("bare.txt")), Path::new("."));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -26,6 +26,15 @@ pub enum ModelError {
         name: String,
         dtype: String,
     },
+    /// A tensor holds NaN or an infinity (a diverged or damaged model): never loaded, so nothing
+    /// downstream reports a non-finite result as if it were one.
+    #[error("{file}: tensor `{name}` holds a non-finite value ({value} at flat index {index})")]
+    NonFinite {
+        file: String,
+        name: String,
+        index: usize,
+        value: f64,
+    },
     /// The file is not valid safetensors.
     #[error("{file}: not a valid safetensors file: {reason}")]
     Format { file: String, reason: String },

@@ -102,15 +102,22 @@ impl SweepOptions {
                 "must be at least 1 (and below the per-visit cap)",
             );
         }
+        // The names are the `symbiont profile` flags that set these options.
         for (flag, v) in [
-            ("--tolerance", self.rel_tol),
+            ("--ci-tolerance", self.rel_tol),
             ("--visit-ms", self.visit_ms),
-            ("--warmup-ms", self.warmup_ms + 1.0),
             ("--point-cap", self.point_cap_ms),
-            ("--verify-tolerance", self.verify_tol + 1.0),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(flag, v.to_string(), "must be a positive number");
+            }
+        }
+        for (flag, v) in [
+            ("--warmup-ms", self.warmup_ms),
+            ("--verify-tolerance", self.verify_tol),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(flag, v.to_string(), "must be zero or a positive number");
             }
         }
         if let Some(b) = self.budget_s {

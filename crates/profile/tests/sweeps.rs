@@ -284,3 +284,41 @@ fn self_timed_commands_run_once_per_visit_without_warm_up() {
         .iter()
         .all(|p| p.median_ms == 1.0 && p.p10_ms.unwrap() < 1.0));
 }
+
+#[test]
+fn invalid_options_name_the_profile_flag_and_the_value_given() {
+    let check = |opts: SweepOptions, want: &str| {
+        let err = opts.validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    };
+    check(
+        SweepOptions {
+            rel_tol: -1.0,
+            ..SweepOptions::default()
+        },
+        "--ci-tolerance `-1`",
+    );
+    // Negative warm-ups and verification tolerances were accepted down to -1 (and printed
+    // shifted by one when refused).
+    check(
+        SweepOptions {
+            warmup_ms: -0.5,
+            ..SweepOptions::default()
+        },
+        "--warmup-ms `-0.5`",
+    );
+    check(
+        SweepOptions {
+            verify_tol: f64::NAN,
+            ..SweepOptions::default()
+        },
+        "--verify-tolerance `NaN`",
+    );
+    assert!(SweepOptions {
+        warmup_ms: 0.0,
+        verify_tol: 0.0,
+        ..SweepOptions::default()
+    }
+    .validate()
+    .is_ok());
+}

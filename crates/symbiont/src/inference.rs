@@ -83,6 +83,15 @@ pub fn infer(args: InferArgs, threads: Option<usize>) -> Result<u8> {
     };
     let width = plan.output();
     let out = plan.run_tokens(&tokens, t, 1, None, steps)?;
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "the logits overflow: {} at step {}, word {} (the weights are finite but too large)",
+            out[i],
+            if args.all_steps { i / width } else { t - 1 },
+            i % width
+        )
+        .into());
+    }
     let rows: Vec<&[f32]> = out.chunks_exact(width).collect();
     let logits = if args.all_steps {
         json!(rows)
@@ -246,6 +255,21 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
     });
     if let Some(e) = failure {
         return Err(e.into());
+    }
+    // One more, untimed run to check what was timed: latencies of a model whose output
+    // overflows are not reported as a result.
+    let out = if tokens.is_empty() {
+        plan.run(&x, t, b, None, Steps::All)?
+    } else {
+        plan.run_tokens(&tokens, t, b, None, Steps::All)?
+    };
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "the model's output is not finite ({} at flat index {i}): the weights are finite but \
+             too large; no latency is reported",
+            out[i]
+        )
+        .into());
     }
     let bw = memory_bandwidth();
     let median = samples.median();

@@ -118,3 +118,124 @@ fn the_same_seed_and_thread_count_give_the_same_bytes_and_other_counts_differ_by
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A change to one tensor of a model file.
+type Change<'a> = (&'a str, &'a dyn Fn(&mut [f32]));
+
+/// A copy of `ckpt` (a checkpoint folder) whose model file has `changes` applied.
+fn tampered_checkpoint(ckpt: &Path, out: &Path, changes: &[Change<'_>]) {
+    use model::checkpoint::{write_tensors, OutTensor, TensorData};
+    std::fs::create_dir_all(out).unwrap();
+    for entry in std::fs::read_dir(ckpt).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, out.join(p.file_name().unwrap())).unwrap();
+    }
+    let f = TensorFile::read(&ckpt.join("model.safetensors")).unwrap();
+    let tensors: Vec<OutTensor> = f
+        .names()
+        .into_iter()
+        .map(|n| {
+            let mut v: Vec<f32> = f
+                .floats(n, None)
+                .unwrap()
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
+            for (tensor, change) in changes {
+                if n == *tensor {
+                    change(&mut v);
+                }
+            }
+            OutTensor {
+                name: n.to_string(),
+                shape: f.shape(n).unwrap().to_vec(),
+                data: TensorData::F32Owned(v),
+            }
+        })
+        .collect();
+    write_tensors(
+        &out.join("model.safetensors"),
+        &tensors,
+        f.metadata().clone(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn eval_infer_and_bench_refuse_non_finite_weights_and_outputs() {
+    let dir = tmpdir("nonfinite");
+    let cfg = tiny_config(&dir, "", 1, 0);
+    let run_dir = dir.join("run");
+    let out = run(train_cmd(&cfg)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--max-steps", "3"]));
+    assert_eq!(out.status.code(), Some(0));
+    let ckpt = run_dir.join("checkpoint");
+    let nan = dir.join("nan");
+    tampered_checkpoint(&ckpt, &nan, &[("rnn.weight_hh_l0", &|w| w[5] = f32::NAN)]);
+    // Finite weights whose logits overflow f32: the top layer's gates saturate (input, candidate
+    // and output gates open), so every unit's h is about tanh(1) = 0.76 from the first step, and
+    // word 0's 16 decoder weights of 3e38 sum to ~4e39.
+    let huge = dir.join("huge");
+    let open_gates = |b: &mut [f32]| {
+        let h = b.len() / 4;
+        b[..h].fill(20.0);
+        b[2 * h..].fill(20.0);
+    };
+    tampered_checkpoint(
+        &ckpt,
+        &huge,
+        &[
+            ("rnn.bias_ih_l1", &open_gates),
+            ("decoder.weight", &|w| w[..16].fill(3e38)),
+        ],
+    );
+    let expect_refusal = |cmd: &mut Command, needle: &str| {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{needle}: stdout {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(err.contains(needle), "{err}");
+    };
+    for (folder, needle) in [(&nan, "holds a non-finite value"), (&huge, "not finite")] {
+        let needle_eval = if folder == &nan {
+            needle
+        } else {
+            "the loss over"
+        };
+        expect_refusal(
+            bin()
+                .args(["eval", "--json", "--split", "valid", "--checkpoint"])
+                .arg(folder)
+                .arg("--data-dir")
+                .arg(ptb_dir()),
+            needle_eval,
+        );
+        let model = folder.join("model.safetensors");
+        let needle_infer = if folder == &nan {
+            needle
+        } else {
+            "the logits overflow"
+        };
+        expect_refusal(
+            bin()
+                .args(["infer", "--json", "--tokens", "1 2 3", "--model"])
+                .arg(&model),
+            needle_infer,
+        );
+        expect_refusal(
+            bin()
+                .args([
+                    "bench", "--json", "--batch", "1", "--seq", "4", "--reps", "3", "--model",
+                ])
+                .arg(&model),
+            needle,
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

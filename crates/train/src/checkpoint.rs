@@ -10,7 +10,7 @@
 use crate::optim::Optimizer;
 use crate::ptb::Vocab;
 use crate::{TrainConfig, TrainError};
-use model::checkpoint::{write_atomic, write_tensors, OutTensor, TensorData, TensorFile};
+use model::checkpoint::{sync_dir, write_atomic, write_tensors, OutTensor, TensorData, TensorFile};
 use model::{LanguageModel, LmState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -126,6 +126,9 @@ impl Checkpoint {
         let json = serde_json::to_string_pretty(&self.trainer).expect("trainer state serializes");
         write_atomic(&tmp.join("trainer.json"), json.as_bytes())?;
 
+        // The files are synced one by one; the folder's entries, and below the run folder's
+        // renames, are synced too, so after a crash `locate` finds a whole checkpoint.
+        sync_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
         if final_dir.exists() {
             if old.exists() {
                 std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
@@ -133,6 +136,12 @@ impl Checkpoint {
             std::fs::rename(&final_dir, &old).map_err(|e| TrainError::io(&final_dir, e))?;
         }
         std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&tmp, e))?;
+        let parent = if run_dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            run_dir
+        };
+        sync_dir(parent).map_err(|e| TrainError::io(parent, e))?;
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
         }
