@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod check;
+pub mod device;
 pub mod gemm;
 pub mod isa;
 pub mod memory;

@@ -7,6 +7,7 @@
 
 mod commands;
 mod compress;
+mod devices;
 mod export;
 mod inference;
 mod peak;
@@ -29,6 +30,10 @@ struct Cli {
     /// else all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Where to run: `cpu`, or `cuda:N` for NVIDIA GPU N (`cuda` = `cuda:0`; needs a build with
+    /// `--features cuda`, an NVIDIA driver and that GPU).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: kernels::device::Device,
     #[command(subcommand)]
     command: Command,
 }
@@ -189,6 +194,29 @@ pub struct IsaArgs {
     pub supported: bool,
 }
 
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Train(_) => "train",
+            Command::Compress(_) => "compress",
+            Command::Eval(_) => "eval",
+            Command::Gradcheck(_) => "gradcheck",
+            Command::Inspect(_) => "inspect",
+            Command::Compact(_) => "compact",
+            Command::Export(_) => "export",
+            Command::Infer(_) => "infer",
+            Command::Bench(_) => "bench",
+            Command::Profile(_) => "profile",
+            Command::Frontier(_) => "frontier",
+            Command::Plot(_) => "plot",
+            Command::Report(_) => "report",
+            Command::Peak(_) => "peak",
+            Command::Isa(_) => "isa",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Writing into a closed pipe (`symbiont frontier t.json | head`) ends the process quietly, as
     // other Unix tools do, instead of a panic inside println!.
@@ -200,6 +228,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A forced level the CPU lacks (or a misspelt one) is refused before any kernel runs.
     if let Err(e) = kernels::isa::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = devices::check(cli.device, cli.command.name()) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
