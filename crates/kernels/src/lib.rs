@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod check;
 pub mod device;
+pub mod fuzz;
 pub mod gemm;
 pub mod isa;
 pub mod memory;

@@ -32,11 +32,17 @@ impl TensorFile {
             path: file.clone(),
             source,
         })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Format {
+        Self::from_bytes(&file, &bytes)
+    }
+
+    /// Parses the bytes of a safetensors file; `label` stands for its path in error messages.
+    pub fn from_bytes(label: &str, bytes: &[u8]) -> Result<Self, ModelError> {
+        let file = label.to_string();
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
             file: file.clone(),
             reason: e.to_string(),
         })?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Format {
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Format {
             file: file.clone(),
             reason: e.to_string(),
         })?;
