@@ -42,9 +42,10 @@ pub struct ProfileArgs {
     /// Engine version to record, e.g. "torch 2.11" (external commands cannot be asked).
     #[arg(long)]
     pub engine_version: Option<String>,
-    /// Device to record instead of this machine's CPU model (a GPU name, a phone model).
+    /// Device name to record instead of this machine's CPU model (a GPU name, a phone model);
+    /// `--device` is where symbiont itself runs.
     #[arg(long)]
-    pub device: Option<String>,
+    pub device_name: Option<String>,
     /// Name of this target in the table, in legends and merges (default: the engine name).
     #[arg(long)]
     pub label: Option<String>,
@@ -424,7 +425,7 @@ fn make_engine(args: &ProfileArgs, name: &str, visit_ms: f64) -> Result<Box<dyn 
                     .persistent(args.persistent)?
                     .timeout(Duration::from_secs_f64(args.command_timeout))
                     .target_ms(visit_ms)
-                    .provenance(args.engine_version.clone(), args.device.clone()),
+                    .provenance(args.engine_version.clone(), args.device_name.clone()),
             )
         }
         _ => match name.strip_prefix("fake:") {

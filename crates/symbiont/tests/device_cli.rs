@@ -44,6 +44,29 @@ fn the_cpu_is_the_default_and_bad_devices_are_usage_errors() {
     let out = symbiont(&["bench", "--device", "gpu0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cuda:N"));
+    // Every command that takes --device parses it (profile had a flag of that name for the
+    // recorded device name: clap panicked on the clash).
+    for cmd in [
+        &["train", "--config", "x.toml"][..],
+        &["compress", "--config", "x.toml"],
+        &["eval", "--checkpoint", "x", "--split", "valid"],
+        &["infer", "--model", "x", "--tokens", "1", "--json"],
+        &["bench", "--hidden", "8"],
+        &[
+            "profile",
+            "--engine",
+            "fake:steps",
+            "--hidden",
+            "16",
+            "--out",
+            "x.json",
+        ],
+    ] {
+        let out = symbiont(&[cmd, &["--device", "cuda:7"]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("--device cuda:7"), "{cmd:?}: {err}");
+    }
     let out = symbiont(&["isa", "--device", "cuda:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("runs on the CPU only"));

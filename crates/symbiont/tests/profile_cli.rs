@@ -132,7 +132,7 @@ fn the_command_engine_passes_placeholders_and_environment() {
         "shell",
         "--engine-version",
         "sh 1",
-        "--device",
+        "--device-name",
         "toaster",
         "--out",
         t.to_str().unwrap(),
