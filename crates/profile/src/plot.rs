@@ -111,7 +111,8 @@ pub fn render_svg(series: &[Series], opts: &PlotOptions) -> Result<String, Profi
     }
     let (x0, x1) = bounds(pts.iter().map(|p| p.0));
     let (y0, y1) = bounds(pts.iter().map(|p| p.1));
-    let log = opts.log_y.unwrap_or(y1 > 20.0 * y0);
+    check_drawable(y0, y1)?;
+    let log = y0 > 0.0 && opts.log_y.unwrap_or(y1 > 20.0 * y0);
     let pad = (x1 - x0).max(1e-9) * 0.02;
     let xr = (x0 - pad)..(x1 + pad);
     let mut svg = String::new();
@@ -142,6 +143,29 @@ pub fn write_svg(path: &Path, series: &[Series], opts: &PlotOptions) -> Result<(
     }
     let svg = render_svg(series, opts)?;
     std::fs::write(path, svg).map_err(|e| ProfileError::io(path, e))
+}
+
+/// Most decades of latency one chart shows. plotters' log axis loops forever once the padded
+/// range's ratio overflows f64 (latencies 1e-160..1e160 hung `symbiont plot`); real tables span a
+/// few decades, so a wider one is refused as what it is, corrupt or mixed-up values.
+const MAX_DECADES: f64 = 30.0;
+
+/// Refuses latency ranges no axis can draw: non-finite, or wider than [`MAX_DECADES`].
+fn check_drawable(y0: f64, y1: f64) -> Result<(), ProfileError> {
+    if !(y0.is_finite() && y1.is_finite()) || y1 * 1.15 > f64::MAX / 2.0 {
+        return Err(ProfileError::Plot(format!(
+            "latencies from {y0:e} to {y1:e} ms cannot be drawn (not finite, or too close to \
+             the largest f64)"
+        )));
+    }
+    if y0 > 0.0 && (y1 / y0).log10() > MAX_DECADES {
+        return Err(ProfileError::Plot(format!(
+            "latencies span {y0:e} to {y1:e} ms, {:.0} decades: more than the {MAX_DECADES} a \
+             chart shows; check the table for corrupt values",
+            (y1 / y0).log10()
+        )));
+    }
+    Ok(())
 }
 
 fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {

@@ -231,7 +231,8 @@ pub fn report(table: &LatencyTable, opts: &ReportOptions) -> Report {
             hysteresis,
             snap: cp
                 .iter()
-                .map(|p| [ax(p.x), ax(cp[c.snap(p.x).expect("measured")].x)])
+                .zip(c.snap_all())
+                .map(|(p, j)| [ax(p.x), ax(cp[j].x)])
                 .collect(),
             best_under_budget: opts.budget_ms.map(|b| BudgetReport {
                 budget_ms: b,

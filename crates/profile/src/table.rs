@@ -407,12 +407,16 @@ impl LatencyTable {
                     format!("same label, engine and device as targets[{k}]"),
                 ));
             }
+            // Configurations seen, by a hashable key: comparing each point with all earlier
+            // ones took minutes at 100 000 points (docs/benchmarks.md, "Frontier and plot").
+            let mut seen: std::collections::HashMap<PointKey, usize> =
+                std::collections::HashMap::with_capacity(t.points.len());
             for (j, p) in t.points.iter().enumerate() {
                 check_point(p).map_err(|(f, why)| {
                     ProfileError::table(file, at(&format!("points[{j}].{f}")), why)
                 })?;
                 let cfg = p.point();
-                if let Some(k) = t.points[..j].iter().position(|q| q.point() == cfg) {
+                if let Some(k) = seen.insert(PointKey::of(&cfg), j) {
                     return Err(ProfileError::table(
                         file,
                         at(&format!("points[{j}]")),
@@ -549,6 +553,39 @@ fn check_point(p: &TablePoint) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// A [`Point`] as a hash key, equal exactly when the points are (`==`; density compared as a
+/// number, so 0.0 and -0.0 agree; validated points hold no NaN).
+#[derive(PartialEq, Eq, Hash)]
+struct PointKey {
+    sizes: [usize; 7],
+    dtype: String,
+    density_bits: u64,
+    format: String,
+}
+
+impl PointKey {
+    fn of(p: &Point) -> PointKey {
+        PointKey {
+            sizes: [
+                p.hidden,
+                p.input,
+                p.gate_width,
+                p.layers,
+                p.batch,
+                p.seq,
+                p.threads,
+            ],
+            dtype: p.dtype.clone(),
+            density_bits: if p.density == 0.0 {
+                0
+            } else {
+                p.density.to_bits()
+            },
+            format: p.format.clone(),
+        }
+    }
+}
+
 fn write_atomic(path: &Path, text: &str) -> Result<(), ProfileError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ProfileError::io(dir, e))?;
@@ -556,6 +593,25 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), ProfileError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| ProfileError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ProfileError::io(path, e))
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| ProfileError::io(&tmp, e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| ProfileError::io(&tmp, e))?;
+        // Synced before the rename, and the folder after it: a crash soon after leaves the old
+        // table or the whole new one, never an empty file under the table's name.
+        f.sync_all().map_err(|e| ProfileError::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| ProfileError::io(path, e))?;
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ProfileError::io(dir, e))?;
+    }
+    Ok(())
 }

@@ -74,3 +74,47 @@ fn only_svg_files_are_written() {
         .contains("</svg>"));
     assert!(render_svg(&[], &PlotOptions::default()).is_err());
 }
+
+/// Renders on a thread: a chart that hangs (as latencies spanning 1e-160..1e160 did) fails the
+/// test after a generous deadline instead of stalling the run.
+fn render_within_deadline(medians: &[f64]) -> Result<String, String> {
+    use profile::{Curve, CurvePoint};
+    let points: Vec<CurvePoint> = medians
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| CurvePoint::exact(16.0 * (i + 1) as f64, m))
+        .collect();
+    let series = vec![profile::plot::Series {
+        label: "t".into(),
+        curve: Curve::new(points).map_err(|e| e.to_string())?,
+    }];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(render_svg(&series, &PlotOptions::default()).map_err(|e| e.to_string()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the chart did not render within 60 s")
+}
+
+#[test]
+fn extreme_and_degenerate_latency_ranges_draw_or_are_refused_never_hang() {
+    // 320 decades: refused, naming the span.
+    let err = render_within_deadline(&[1e-160, 1.0, 1e160]).unwrap_err();
+    assert!(err.contains("decades"), "{err}");
+    let err = render_within_deadline(&[1e-10, 1.0, 1e300]).unwrap_err();
+    assert!(
+        err.contains("decades") || err.contains("cannot be drawn"),
+        "{err}"
+    );
+    // Flat, tiny, subnormal-adjacent, huge-but-narrow and ordinary ranges draw.
+    for medians in [
+        &[2.0, 2.0, 2.0][..],
+        &[1e-300, 2e-300, 3e-300],
+        &[1e200, 3e200],
+        &[0.5],
+        &[0.1, 10.0, 1000.0],
+    ] {
+        let svg = render_within_deadline(medians).unwrap_or_else(|e| panic!("{medians:?}: {e}"));
+        assert!(svg.contains("<svg"), "{medians:?}");
+    }
+}

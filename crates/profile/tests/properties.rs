@@ -32,6 +32,44 @@ fn options() -> impl Strategy<Value = FrontierOptions> {
     })
 }
 
+/// Curves with exact ties (coarse medians) and standard errors that make the noise margin
+/// decide, including zero, so the fast frontier's shortcuts meet their borderlines.
+fn noisy_curves() -> impl Strategy<Value = Curve> {
+    prop::collection::vec((0u32..40, 0u32..6), 1..200).prop_map(|v| {
+        let pts = v
+            .iter()
+            .enumerate()
+            .map(|(i, &(ms, se))| CurvePoint {
+                x: (i + 1) as f64,
+                median_ms: 1.0 + f64::from(ms) * 0.125,
+                se_ms: f64::from(se) * 0.0625,
+            })
+            .collect();
+        Curve::new(pts).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #[test]
+    fn the_fast_frontier_equals_the_pairwise_definition(
+        c in prop_oneof![curves(), noisy_curves()],
+        o in options(),
+        sigmas in prop::sample::select(vec![0.0, 1.0, 2.0, 3.0]),
+    ) {
+        for opts in [o, FrontierOptions { noise_sigmas: sigmas, ..o }] {
+            prop_assert_eq!(c.frontier(&opts), c.frontier_reference(&opts));
+        }
+        // Every point's snap at once equals snapping it alone (and finding it by its x).
+        let alone: Vec<usize> = c.points().iter().map(|p| c.snap(p.x).unwrap()).collect();
+        prop_assert_eq!(c.snap_all(), alone);
+        for (i, p) in c.points().iter().enumerate() {
+            prop_assert_eq!(c.index_of(p.x), Some(i));
+            prop_assert_eq!(c.index_of(p.x + 0.5), None);
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn the_frontier_is_never_clearly_dominated_and_explains_what_it_leaves_out(c in curves(), o in options()) {
