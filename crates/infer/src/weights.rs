@@ -116,8 +116,18 @@ impl ModelWeights {
                 .map(|v| v as f32)
                 .collect())
         };
+        // Sizes (widths, the vocabulary) are read from these shapes. A zero dimension holds no
+        // data whatever the others claim, so a size taken from it would not be backed by the
+        // file (a decoder [2^40, 0] without a bias asked for 2^40 zero biases: an abort).
         let dims = |name: &str| -> Result<Vec<usize>, InferError> {
-            Ok(file.shape(&full(name))?.to_vec())
+            let s = file.shape(&full(name))?.to_vec();
+            if s.contains(&0) {
+                return Err(err(format!(
+                    "tensor `{}` has shape {s:?}: every dimension must be at least 1",
+                    full(name)
+                )));
+            }
+            Ok(s)
         };
         let mut layers = Vec::new();
         let mut input = None;

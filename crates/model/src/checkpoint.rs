@@ -148,6 +148,12 @@ impl TensorFile {
         Ok(())
     }
 
+    /// `Ok` when the file holds tensor `name` of shape `want` (the shape check of
+    /// [`TensorFile::floats`] without reading the values).
+    pub fn check(&self, name: &str, want: &[usize]) -> Result<(), ModelError> {
+        self.check_shape(name, self.raw(name)?, Some(want))
+    }
+
     /// A floating-point tensor as f64 values (F32, F64, F16 and BF16 are read). NaN or an
     /// infinity anywhere is an error naming the tensor and index.
     pub fn floats(&self, name: &str, want: Option<&[usize]>) -> Result<Vec<f64>, ModelError> {
@@ -391,7 +397,9 @@ impl<F: Real> LanguageModel<F> {
     /// widths and depth are read from the tensor shapes; `dropout` is not stored in weights.
     pub fn from_file(file: &TensorFile, dropout: f64) -> Result<Self, ModelError> {
         let enc = file.shape("encoder.weight")?.to_vec();
-        if enc.len() != 2 {
+        // Both sizes must be backed by data: [V, 0] holds nothing whatever V claims (and an
+        // embedding width of 0 would read as "same as hidden").
+        if enc.len() != 2 || enc.contains(&0) {
             return Err(ModelError::Shape {
                 file: file.path().into(),
                 name: "encoder.weight".into(),
@@ -449,6 +457,13 @@ impl<F: Real> LanguageModel<F> {
             gate_hidden,
             gate_dropout: 0.0,
         };
+        // Every tensor of the model must be in the file with its shape before the parameters
+        // are allocated: sizes taken from some tensors (the vocabulary from the encoder) must
+        // not allocate a model that the others (a missing or smaller decoder) do not back.
+        config.validate()?;
+        for t in Self::layout_of(&config).0.tensors() {
+            file.check(&t.name, &t.shape)?;
+        }
         let mut model = Self::new(config)?;
         model.load_params(file)?;
         Ok(model)

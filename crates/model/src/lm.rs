@@ -173,7 +173,7 @@ impl LmConfig {
 
 /// Indices of the model's tensors in its layout.
 #[derive(Clone, Debug)]
-struct TensorIds {
+pub(crate) struct TensorIds {
     encoder: usize,
     /// Per layer, contiguous in the layout: LSTM weight_ih, weight_hh, bias_ih, bias_hh; or
     /// H-LSTM weight_ih1, weight_hh1, bias1, weight2, bias2.
@@ -258,6 +258,19 @@ impl<F: Real> LanguageModel<F> {
     /// A model with all parameters zero; see [`LanguageModel::init_uniform`].
     pub fn new(config: LmConfig) -> Result<Self, ModelError> {
         config.validate()?;
+        let (layout, ids) = Self::layout_of(&config);
+        let params = vec![F::ZERO; layout.total()];
+        Ok(Self {
+            config,
+            layout,
+            params,
+            ids,
+        })
+    }
+
+    /// The tensors of a model of `config` (names, shapes, places), without its parameters:
+    /// what a checkpoint must hold, checked before allocating (see `from_file`).
+    pub(crate) fn layout_of(config: &LmConfig) -> (ParamLayout, TensorIds) {
         let (v, e) = (config.vocab, config.embedding_width());
         let mut layout = ParamLayout::new();
         let encoder = layout.push("encoder.weight", &[v, e]);
@@ -283,18 +296,13 @@ impl<F: Real> LanguageModel<F> {
         }
         let decoder_w = layout.push("decoder.weight", &[v, config.top_hidden()]);
         let decoder_b = layout.push("decoder.bias", &[v]);
-        let params = vec![F::ZERO; layout.total()];
-        Ok(Self {
-            config,
-            layout,
-            params,
-            ids: TensorIds {
-                encoder,
-                layers,
-                decoder_w,
-                decoder_b,
-            },
-        })
+        let ids = TensorIds {
+            encoder,
+            layers,
+            decoder_w,
+            decoder_b,
+        };
+        (layout, ids)
     }
 
     /// Every parameter ~ U(-scale, scale) (Zaremba's initialisation), from `seed`.

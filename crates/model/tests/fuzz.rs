@@ -94,3 +94,44 @@ proptest! {
         load_all(&bytes);
     }
 }
+
+/// Found by fuzzing (a parallel run with shape-editing mutations): a dimension of 0 makes a tensor
+/// hold no data whatever its other dimension claims, and sizes read from it allocated a model the
+/// file does not back — `encoder.weight` of shape [2^40, 0] aborted the process.
+#[test]
+fn sizes_read_from_shapes_must_be_backed_by_data() {
+    use model::checkpoint::{write_tensors, OutTensor, TensorData};
+    let seed = TensorFile::from_bytes("seed", seed(0)).unwrap();
+    let tensors: Vec<OutTensor> = seed
+        .names()
+        .into_iter()
+        .map(|n| {
+            let (shape, data) = if n == "encoder.weight" {
+                (vec![1usize << 40, 0], Vec::new())
+            } else {
+                let v = seed
+                    .floats(n, None)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect();
+                (seed.shape(n).unwrap().to_vec(), v)
+            };
+            OutTensor {
+                name: n.to_string(),
+                shape,
+                data: TensorData::F32Owned(data),
+            }
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("symbiont-model-zero-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    write_tensors(&path, &tensors, HashMap::new()).unwrap();
+    let file = TensorFile::read(&path).unwrap();
+    let err = LanguageModel::<f32>::from_file(&file, 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoder.weight"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
