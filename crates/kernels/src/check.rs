@@ -1,6 +1,6 @@
 //! Error measures for tests that compare a result with its source (a reference kernel, a
 //! fixture, the uncompacted model). They refuse what would make a comparison vacuous: slices of
-//! different lengths, and NaN or infinite values on either side (`f64::max` in a fold skips
+//! different lengths, empty slices, and NaN or infinite values on either side (`f64::max` in a fold skips
 //! NaN, so a plain max of differences passes on a NaN output).
 
 use crate::Real;
@@ -8,7 +8,8 @@ use crate::Real;
 /// Largest `|got[i] - want[i]|`.
 ///
 /// # Panics
-/// If the lengths differ or any value is NaN or infinite (naming the index and side).
+/// If the lengths differ, the slices are empty, or any value is NaN or infinite (naming the
+/// index and side).
 pub fn max_abs_diff<F: Real>(got: &[F], want: &[F]) -> f64 {
     assert_eq!(
         got.len(),
@@ -16,6 +17,10 @@ pub fn max_abs_diff<F: Real>(got: &[F], want: &[F]) -> f64 {
         "compared slices differ in length: got {} values, want {}",
         got.len(),
         want.len()
+    );
+    assert!(
+        !want.is_empty(),
+        "compared slices are empty: nothing was checked"
     );
     let mut worst = 0.0f64;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -53,5 +58,7 @@ mod tests {
         assert!(inf.is_err(), "an infinite reference must fail");
         let len = std::panic::catch_unwind(|| max_abs_diff(&[0.0f32], &[0.0, 0.0]));
         assert!(len.is_err(), "a length mismatch must fail");
+        let empty = std::panic::catch_unwind(|| max_abs_diff::<f32>(&[], &[]));
+        assert!(empty.is_err(), "an empty comparison must fail");
     }
 }
