@@ -430,7 +430,12 @@ impl<F: Real> LanguageModel<F> {
             let h = shape.get(1).copied().unwrap_or(0);
             // LSTM: (4H, H). H-LSTM: (4M, H) with the same M in every layer.
             let rows_ok = shape.len() == 2 && shape[0] % 4 == 0 && shape[0] > 0 && h > 0;
-            let m = if hlstm { shape[0] / 4 } else { h };
+            // `first`, not `[0]`: a 0-D tensor reaches this line (found by fuzzing).
+            let m = if hlstm {
+                shape.first().copied().unwrap_or(0) / 4
+            } else {
+                h
+            };
             if !rows_ok || (!hlstm && shape[0] != 4 * h) || (hlstm && l > 0 && m != gate_hidden) {
                 let want_rows = if hlstm { 4 * gate_hidden.max(1) } else { 4 * h };
                 return Err(ModelError::Shape {

@@ -11,6 +11,7 @@ pub const MAX_POINTS: usize = 100_000;
 /// Values keep their order of appearance; duplicates are dropped.
 pub fn parse_sizes(flag: &str, text: &str) -> Result<Vec<usize>, ProfileError> {
     let mut out: Vec<usize> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in items(flag, text)? {
         let nums: Vec<&str> = part.split(':').collect();
         let num = |s: &str| -> Result<usize, ProfileError> {
@@ -54,19 +55,42 @@ pub fn parse_sizes(flag: &str, text: &str) -> Result<Vec<usize>, ProfileError> {
                 ))
             }
         };
-        for v in vals {
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
+        add_unique(&mut out, &mut seen, vals, |v| *v, flag, text)?;
     }
     Ok(out)
+}
+
+/// Appends the values not seen yet, in order. A set, not a scan of `out`: a list of ranges at
+/// the limit took seconds per range with the scan (found reviewing the flow config reader). The
+/// values of all items together are limited like those of one range.
+fn add_unique<T, K: std::hash::Hash + Eq>(
+    out: &mut Vec<T>,
+    seen: &mut std::collections::HashSet<K>,
+    vals: Vec<T>,
+    key: impl Fn(&T) -> K,
+    flag: &str,
+    text: &str,
+) -> Result<(), ProfileError> {
+    for v in vals {
+        if seen.insert(key(&v)) {
+            out.push(v);
+        }
+    }
+    if out.len() > MAX_POINTS {
+        return Err(ProfileError::spec(
+            flag,
+            text,
+            format!("the list has more than {MAX_POINTS} values"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses real numbers, e.g. densities: "1.0,0.5,0.25" or "0.1:1.0:0.1". Range values are
 /// A + i·STEP rounded to 12 decimals, so 0.1:1.0:0.1 ends at exactly 1.
 pub fn parse_reals(flag: &str, text: &str) -> Result<Vec<f64>, ProfileError> {
     let mut out: Vec<f64> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in items(flag, text)? {
         let nums: Vec<&str> = part.split(':').collect();
         let num = |s: &str| -> Result<f64, ProfileError> {
@@ -110,11 +134,15 @@ pub fn parse_reals(flag: &str, text: &str) -> Result<Vec<f64>, ProfileError> {
                 ))
             }
         };
-        for v in vals {
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
+        // Keyed by bits with -0 as 0: the values are finite, so this is `==`.
+        add_unique(
+            &mut out,
+            &mut seen,
+            vals,
+            |v| (v + 0.0).to_bits(),
+            flag,
+            text,
+        )?;
     }
     Ok(out)
 }

@@ -162,6 +162,14 @@ pub fn load_ptb(dir: &Path, verify: bool) -> Result<Corpus, TrainError> {
             vocab.add(w);
         }
     }
+    // Without a single line there is no vocabulary (not even `<eos>`): every later step would
+    // fail far from the cause (a model of 0 words) or divide by 0 tokens.
+    if vocab.is_empty() {
+        return Err(TrainError::Data {
+            path: train_path.display().to_string(),
+            reason: "no text: the training split needs at least one line".into(),
+        });
+    }
     let train = tokenize(&train_path, &train_text, &vocab)?;
     let (vp, vt) = read_checked(dir, Split::Valid, verify)?;
     let valid = tokenize(&vp, &vt, &vocab)?;

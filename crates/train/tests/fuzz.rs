@@ -93,3 +93,18 @@ proptest! {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Found by fuzzing (a parallel session's corpus mutations): an empty training split read as a
+/// corpus without a vocabulary, failing later far from the cause.
+#[test]
+fn an_empty_training_split_is_refused_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("symbiont-ptb-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ptb.train.txt"), "").unwrap();
+    for split in ["valid", "test"] {
+        std::fs::write(dir.join(format!("ptb.{split}.txt")), corpus_text(3, 0)).unwrap();
+    }
+    let err = load_ptb(&dir, false).unwrap_err().to_string();
+    assert!(err.contains("ptb.train.txt"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
