@@ -100,55 +100,36 @@ proptest! {
 /// file does not back — `encoder.weight` of shape [2^40, 0] aborted the process.
 #[test]
 fn sizes_read_from_shapes_must_be_backed_by_data() {
-    use model::checkpoint::{write_tensors, OutTensor, TensorData};
-    let seed = TensorFile::from_bytes("seed", seed(0)).unwrap();
-    let tensors: Vec<OutTensor> = seed
-        .names()
-        .into_iter()
-        .map(|n| {
-            let (shape, data) = if n == "encoder.weight" {
-                (vec![1usize << 40, 0], Vec::new())
-            } else {
-                let v = seed
-                    .floats(n, None)
-                    .unwrap()
-                    .iter()
-                    .map(|&x| x as f32)
-                    .collect();
-                (seed.shape(n).unwrap().to_vec(), v)
-            };
-            OutTensor {
-                name: n.to_string(),
-                shape,
-                data: TensorData::F32Owned(data),
-            }
-        })
-        .collect();
-    let dir = std::env::temp_dir().join(format!("symbiont-model-zero-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("m.safetensors");
-    write_tensors(&path, &tensors, HashMap::new()).unwrap();
-    let file = TensorFile::read(&path).unwrap();
+    let file = seed_with(0, "encoder.weight", vec![1usize << 40, 0], Vec::new());
     let err = LanguageModel::<f32>::from_file(&file, 0.0)
         .unwrap_err()
         .to_string();
     assert!(err.contains("encoder.weight"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Found by fuzzing (a parallel session's shape edits): an H-LSTM gate weight of shape [] (0-D)
 /// indexed its first dimension before the shape check and panicked.
 #[test]
 fn a_zero_dimensional_gate_weight_is_a_shape_error() {
+    let file = seed_with(1, "rnn.weight_hh1_l0", Vec::new(), vec![0.5]);
+    let err = LanguageModel::<f32>::from_file(&file, 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weight_hh1_l0"), "{err}");
+}
+
+/// Seed `which` written again with tensor `name` replaced by `shape` and `data` (a file the
+/// safetensors layer accepts, so the loader's own checks are what the tests exercise).
+fn seed_with(which: usize, name: &str, shape: Vec<usize>, data: Vec<f32>) -> TensorFile {
     use model::checkpoint::{write_tensors, OutTensor, TensorData};
-    let seed = TensorFile::from_bytes("seed", seed(1)).unwrap();
-    assert!(seed.contains("rnn.weight_hh1_l0"));
+    let seed = TensorFile::from_bytes("seed", seed(which)).unwrap();
+    assert!(seed.contains(name), "seed {which} has no `{name}`");
     let tensors: Vec<OutTensor> = seed
         .names()
         .into_iter()
         .map(|n| {
-            let (shape, data) = if n == "rnn.weight_hh1_l0" {
-                (Vec::new(), vec![0.5f32])
+            let (shape, data) = if n == name {
+                (shape.clone(), data.clone())
             } else {
                 let v = seed
                     .floats(n, None)
@@ -165,14 +146,12 @@ fn a_zero_dimensional_gate_weight_is_a_shape_error() {
             }
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("symbiont-model-0d-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("m.safetensors");
+    let path = std::env::temp_dir().join(format!(
+        "symbiont-model-fuzz-{}-{name}.safetensors",
+        std::process::id()
+    ));
     write_tensors(&path, &tensors, HashMap::new()).unwrap();
     let file = TensorFile::read(&path).unwrap();
-    let err = LanguageModel::<f32>::from_file(&file, 0.0)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("weight_hh1_l0"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file
 }
