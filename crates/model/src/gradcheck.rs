@@ -386,7 +386,7 @@ fn check_lm(config: LmConfig, prefix: &str) -> Vec<CheckResult> {
         Some(scale),
     );
     let mut grads = vec![0.0; model.num_params()];
-    model.backward(&mut ws, &tokens, &mut grads);
+    model.backward(&mut ws, &mut grads);
     let params = model.params.clone();
     let num = numeric_grad(&params, |p| {
         let mut m = model.clone();

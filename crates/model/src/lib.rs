@@ -5,6 +5,7 @@
 //! generic over [`kernels::Real`]; backward functions accumulate parameter gradients (`d*`
 //! buffers) and write activation gradients.
 
+pub mod backend;
 mod cell;
 pub mod checkpoint;
 pub mod dropout;

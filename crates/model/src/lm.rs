@@ -2,18 +2,15 @@
 //! embedding → dropout → L stacked LSTM layers with dropout between them → dropout → linear
 //! decoder → softmax cross-entropy. Parameter names follow PyTorch's `state_dict`.
 
-use crate::dropout::{dropout_backward, dropout_forward, dropout_mask, DropoutCtx};
-use crate::embedding::{embedding_backward, embedding_forward};
-use crate::hlstm::{
-    hlstm_backward, hlstm_forward, hlstm_param_specs, HlstmGrads, HlstmShape, HlstmTape,
-    HlstmWeights,
-};
-use crate::lstm::{lstm_backward, lstm_forward, LstmGrads, LstmShape, LstmTape, LstmWeights};
+mod pass;
+
+use crate::backend::{HlstmAt, LstmAt};
+use crate::hlstm::{hlstm_param_specs, HlstmShape};
+use crate::lstm::LstmShape;
 use crate::{ModelError, ParamLayout};
 use kernels::rng::CounterRng;
-use kernels::softmax::{softmax_xent_biased, XentGrad};
 use kernels::support::Support;
-use kernels::{matmul, Real, Trans};
+use kernels::Real;
 use serde::{Deserialize, Serialize};
 
 /// Architecture of a language model.
@@ -191,68 +188,7 @@ pub struct LanguageModel<F> {
     ids: TensorIds,
 }
 
-/// The recurrent state carried from one batch to the next: per layer h and c, (B, H) each.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LmState<F> {
-    pub batch: usize,
-    pub h: Vec<Vec<F>>,
-    pub c: Vec<Vec<F>>,
-}
-
-impl<F: Real> LmState<F> {
-    pub fn zeros(config: &LmConfig, batch: usize) -> Self {
-        let z: Vec<Vec<F>> = (0..config.layers)
-            .map(|l| vec![F::ZERO; batch * config.hidden_of(l)])
-            .collect();
-        Self {
-            batch,
-            h: z.clone(),
-            c: z,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.h
-            .iter_mut()
-            .chain(self.c.iter_mut())
-            .for_each(|v| v.fill(F::ZERO));
-    }
-}
-
-/// The forward tape of one layer, by cell kind.
-#[derive(Clone, Debug)]
-enum LayerTape<F> {
-    Lstm(LstmTape<F>),
-    Hlstm(HlstmTape<F>),
-}
-
-/// Buffers for one (T, B): activations, tapes and activation gradients, reused across batches.
-#[derive(Clone, Debug)]
-pub struct LmWorkspace<F> {
-    pub t: usize,
-    pub b: usize,
-    emb: Vec<F>,
-    /// Input of layer l after dropout (l = 0..L), and the decoder input (l = L): (T, B, width).
-    xs: Vec<Vec<F>>,
-    /// Dropout masks of the same shapes (empty when dropout is off).
-    masks: Vec<Vec<F>>,
-    tapes: Vec<LayerTape<F>>,
-    /// Dropout masks of the H-LSTM gates' hidden layers: (T, B, 4M) per layer.
-    gate_masks: Vec<Vec<F>>,
-    /// Logits, then their gradient after a training forward: (T, B, V).
-    pub logits: Vec<F>,
-    /// Cross-entropy per token: (T, B).
-    pub row_loss: Vec<f64>,
-    /// The logits' gradient transposed, (V, T, B), written by the fused softmax pass for the
-    /// decoder's weight gradient; empty until the first training forward.
-    logits_t: Vec<F>,
-    /// Decoder bias gradient of the last training forward: (V).
-    dbias: Vec<F>,
-    dcur: Vec<F>,
-    dprev: Vec<F>,
-    /// Whether the last forward applied dropout (backward must then apply the masks).
-    dropout_active: bool,
-}
+pub use pass::{LmState, LmWorkspace};
 
 impl<F: Real> LanguageModel<F> {
     /// A model with all parameters zero; see [`LanguageModel::init_uniform`].
@@ -363,29 +299,32 @@ impl<F: Real> LanguageModel<F> {
         }
     }
 
-    fn tensor(&self, id: usize) -> &[F] {
-        &self.params[self.layout.range(id)]
-    }
-
-    fn layer_weights(&self, l: usize) -> LstmWeights<'_, F> {
-        let ids = &self.ids.layers[l];
-        LstmWeights {
-            w_ih: self.tensor(ids[0]),
-            w_hh: self.tensor(ids[1]),
-            b_ih: self.tensor(ids[2]),
-            b_hh: self.tensor(ids[3]),
+    /// Where LSTM layer `l`'s tensors are in the parameter buffer.
+    pub(crate) fn lstm_at(&self, l: usize) -> LstmAt {
+        let r = |k: usize| self.layout.range(self.ids.layers[l][k]);
+        LstmAt {
+            w_ih: r(0),
+            w_hh: r(1),
+            b_ih: r(2),
+            b_hh: r(3),
         }
     }
 
-    fn hlstm_weights(&self, l: usize) -> HlstmWeights<'_, F> {
-        let ids = &self.ids.layers[l];
-        HlstmWeights {
-            w_ih1: self.tensor(ids[0]),
-            w_hh1: self.tensor(ids[1]),
-            b1: self.tensor(ids[2]),
-            w2: self.tensor(ids[3]),
-            b2: self.tensor(ids[4]),
+    /// Where H-LSTM layer `l`'s tensors are in the parameter buffer.
+    pub(crate) fn hlstm_at(&self, l: usize) -> HlstmAt {
+        let r = |k: usize| self.layout.range(self.ids.layers[l][k]);
+        HlstmAt {
+            w_ih1: r(0),
+            w_hh1: r(1),
+            b1: r(2),
+            w2: r(3),
+            b2: r(4),
         }
+    }
+
+    /// Where the encoder, the decoder weight and the decoder bias are.
+    pub(crate) fn io_at(&self) -> [std::ops::Range<usize>; 3] {
+        [self.ids.encoder, self.ids.decoder_w, self.ids.decoder_b].map(|i| self.layout.range(i))
     }
 
     /// Shape of H-LSTM layer `l`.
@@ -399,321 +338,12 @@ impl<F: Real> LanguageModel<F> {
             m: self.config.gate_hidden,
         }
     }
-
-    /// Allocates the buffers for sequences of `t` steps and batch `b`.
-    pub fn workspace(&self, t: usize, b: usize) -> LmWorkspace<F> {
-        let (e, v, w) = (
-            self.config.embedding_width(),
-            self.config.vocab,
-            self.config.max_width(),
-        );
-        let tb = t * b;
-        // Input widths of layers 0..L, then the top layer's output (the decoder input).
-        let layers = self.config.layers;
-        let widths: Vec<usize> = (0..=layers)
-            .map(|l| {
-                if l < layers {
-                    self.config.input_of(l)
-                } else {
-                    self.config.top_hidden()
-                }
-            })
-            .collect();
-        LmWorkspace {
-            t,
-            b,
-            emb: vec![F::ZERO; tb * e],
-            xs: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
-            masks: widths.iter().map(|w| vec![F::ZERO; tb * w]).collect(),
-            tapes: (0..self.config.layers)
-                .map(|l| {
-                    if self.config.gate_hidden > 0 {
-                        LayerTape::Hlstm(
-                            HlstmTape::new(self.hlstm_shape(l, t, b)).expect("validated config"),
-                        )
-                    } else {
-                        LayerTape::Lstm(LstmTape::new(self.layer_shape(l, t, b)))
-                    }
-                })
-                .collect(),
-            gate_masks: (0..self.config.layers)
-                .map(|_| vec![F::ZERO; tb * 4 * self.config.gate_hidden])
-                .collect(),
-            logits: vec![F::ZERO; tb * v],
-            row_loss: vec![0.0; tb],
-            dbias: vec![F::ZERO; v],
-            logits_t: Vec::new(),
-            dcur: vec![F::ZERO; tb * w],
-            dprev: vec![F::ZERO; tb * w],
-            dropout_active: false,
-        }
-    }
-
-    /// Forward over `tokens` (T, B) predicting `targets` (T, B), starting from `state` and
-    /// leaving the final state in it. Returns the summed cross-entropy over the T*B tokens
-    /// (per-token values in `ws.row_loss`).
-    ///
-    /// With `grad_scale = Some(s)`, `ws.logits` ends up holding the gradient of
-    /// `s * sum(cross-entropy)` w.r.t. the logits, ready for [`LanguageModel::backward`].
-    /// `dropout` is applied only when given and the config's probability is > 0.
-    pub fn forward(
-        &self,
-        ws: &mut LmWorkspace<F>,
-        tokens: &[u32],
-        targets: &[u32],
-        state: &mut LmState<F>,
-        dropout: Option<DropoutCtx>,
-        grad_scale: Option<F>,
-    ) -> f64 {
-        let (t, b) = (ws.t, ws.b);
-        let tb = t * b;
-        assert_eq!(tokens.len(), tb, "forward: tokens are not (T, B)");
-        assert_eq!(targets.len(), tb, "forward: targets are not (T, B)");
-        assert_eq!(
-            state.batch, b,
-            "forward: state batch differs from workspace batch"
-        );
-        let (e, h, v) = (
-            self.config.embedding_width(),
-            self.config.top_hidden(),
-            self.config.vocab,
-        );
-        let gate_dropout = dropout.map(|d| DropoutCtx {
-            p: self.config.gate_dropout,
-            ..d
-        });
-        let dropout = dropout
-            .filter(|_| self.config.dropout > 0.0)
-            .map(|d| DropoutCtx {
-                p: self.config.dropout,
-                ..d
-            });
-        ws.dropout_active = dropout.is_some();
-
-        embedding_forward(self.tensor(self.ids.encoder), e, tokens, &mut ws.emb);
-        apply_dropout(
-            dropout.as_ref(),
-            0,
-            &ws.emb,
-            &mut ws.masks[0],
-            &mut ws.xs[0],
-        );
-        for l in 0..self.config.layers {
-            let s = self.layer_shape(l, t, b);
-            let (h_t, c_t, out) = match &mut ws.tapes[l] {
-                LayerTape::Lstm(tape) => {
-                    lstm_forward(
-                        s,
-                        self.layer_weights(l),
-                        &ws.xs[l],
-                        &state.h[l],
-                        &state.c[l],
-                        tape,
-                    );
-                    let (h_t, c_t) = tape.final_state(s);
-                    (h_t, c_t, tape.output(s))
-                }
-                LayerTape::Hlstm(tape) => {
-                    // Gate dropout: its own sites (100 + l), only when training with dropout.
-                    let mask = match (&gate_dropout, self.config.gate_dropout > 0.0) {
-                        (Some(ctx), true) => {
-                            dropout_mask(ctx, 100 + l as u64, &mut ws.gate_masks[l]);
-                            Some(&ws.gate_masks[l][..])
-                        }
-                        _ => None,
-                    };
-                    hlstm_forward(
-                        self.hlstm_shape(l, t, b),
-                        self.hlstm_weights(l),
-                        &ws.xs[l],
-                        mask,
-                        &state.h[l],
-                        &state.c[l],
-                        tape,
-                    );
-                    let (h_t, c_t) = tape.final_state();
-                    (h_t, c_t, tape.output())
-                }
-            };
-            state.h[l].copy_from_slice(h_t);
-            state.c[l].copy_from_slice(c_t);
-            apply_dropout(
-                dropout.as_ref(),
-                (l + 1) as u64,
-                out,
-                &mut ws.masks[l + 1],
-                &mut ws.xs[l + 1],
-            );
-        }
-        // Decoder: logits = x W^T, with the bias added inside the fused softmax pass.
-        matmul(
-            tb,
-            v,
-            h,
-            F::ONE,
-            &ws.xs[self.config.layers],
-            Trans::N,
-            self.tensor(self.ids.decoder_w),
-            Trans::T,
-            F::ZERO,
-            &mut ws.logits,
-        );
-        let bias = Some(self.tensor(self.ids.decoder_b));
-        let grad = match grad_scale {
-            Some(scale) => {
-                ws.dbias.fill(F::ZERO);
-                // Allocated on the first training forward only (evaluation never needs it).
-                ws.logits_t.resize(tb * v, F::ZERO);
-                Some(XentGrad {
-                    scale,
-                    dbias: Some(&mut ws.dbias[..]),
-                    transposed: Some(&mut ws.logits_t[..]),
-                })
-            }
-            None => None,
-        };
-        softmax_xent_biased(&mut ws.logits, v, targets, bias, grad, &mut ws.row_loss);
-        // Summed in order so the result is deterministic.
-        ws.row_loss.iter().sum()
-    }
-
-    /// Back-propagates the gradient left in `ws.logits` by a training forward; accumulates
-    /// into `grads` (same layout as the parameters).
-    pub fn backward(&self, ws: &mut LmWorkspace<F>, tokens: &[u32], grads: &mut [F]) {
-        assert_eq!(
-            grads.len(),
-            self.layout.total(),
-            "backward: grads do not match the layout"
-        );
-        let (t, b) = (ws.t, ws.b);
-        let tb = t * b;
-        let (e, h, v) = (
-            self.config.embedding_width(),
-            self.config.top_hidden(),
-            self.config.vocab,
-        );
-        let layers = self.config.layers;
-        {
-            // Decoder: dW += dlogits^T x (from the transposed copy the softmax pass wrote),
-            // dx = dlogits W; the bias gradient was summed by the fused softmax pass.
-            let (dw, db) = split_pair(grads, &self.layout, self.ids.decoder_w, self.ids.decoder_b);
-            matmul(
-                v,
-                h,
-                tb,
-                F::ONE,
-                &ws.logits_t,
-                Trans::N,
-                &ws.xs[layers],
-                Trans::N,
-                F::ONE,
-                dw,
-            );
-            db.iter_mut().zip(&ws.dbias).for_each(|(d, &g)| *d += g);
-            matmul(
-                tb,
-                h,
-                v,
-                F::ONE,
-                &ws.logits,
-                Trans::N,
-                self.tensor(self.ids.decoder_w),
-                Trans::N,
-                F::ZERO,
-                &mut ws.dcur[..tb * h],
-            );
-        }
-        for l in (0..layers).rev() {
-            let s = self.layer_shape(l, t, b);
-            let h = s.h;
-            if ws.dropout_active {
-                dropout_backward(&ws.masks[l + 1], &mut ws.dcur[..tb * h]);
-            }
-            let ids = &self.ids.layers[l];
-            let span = self.layout.get(ids[0]).offset
-                ..self.layout.range(*ids.last().expect("layer tensors")).end;
-            // The layer's tensors are contiguous: split the span into them, in order.
-            let mut parts: Vec<&mut [F]> = Vec::with_capacity(ids.len());
-            let mut rest = &mut grads[span];
-            for &id in ids {
-                let (head, tail) =
-                    std::mem::take(&mut rest).split_at_mut(self.layout.get(id).len());
-                parts.push(head);
-                rest = tail;
-            }
-            let dx = Some(&mut ws.dprev[..tb * s.i]);
-            let dh = &ws.dcur[..tb * h];
-            match (&mut ws.tapes[l], parts.as_mut_slice()) {
-                (LayerTape::Lstm(tape), [dw_ih, dw_hh, db_ih, db_hh]) => lstm_backward(
-                    s,
-                    self.layer_weights(l),
-                    &ws.xs[l],
-                    dh,
-                    tape,
-                    LstmGrads {
-                        dw_ih,
-                        dw_hh,
-                        db_ih,
-                        db_hh,
-                    },
-                    dx,
-                ),
-                (LayerTape::Hlstm(tape), [dw_ih1, dw_hh1, db1, dw2, db2]) => hlstm_backward(
-                    self.hlstm_shape(l, t, b),
-                    self.hlstm_weights(l),
-                    &ws.xs[l],
-                    dh,
-                    tape,
-                    HlstmGrads {
-                        dw_ih1,
-                        dw_hh1,
-                        db1,
-                        dw2,
-                        db2,
-                    },
-                    dx,
-                ),
-                _ => unreachable!("layer tensors match the layer kind"),
-            }
-            std::mem::swap(&mut ws.dcur, &mut ws.dprev);
-        }
-        if ws.dropout_active {
-            dropout_backward(&ws.masks[0], &mut ws.dcur[..tb * e]);
-        }
-        let de = &mut grads[self.layout.range(self.ids.encoder)];
-        embedding_backward(&ws.dcur[..tb * e], e, tokens, de);
-    }
-}
-
-fn apply_dropout<F: Real>(
-    ctx: Option<&DropoutCtx>,
-    site: u64,
-    x: &[F],
-    mask: &mut [F],
-    out: &mut [F],
-) {
-    match ctx {
-        Some(ctx) => dropout_forward(ctx, site, x, mask, out),
-        None => out.copy_from_slice(x),
-    }
-}
-
-/// Two disjoint tensors of a flat buffer, mutably (the first must come first in the layout).
-fn split_pair<'a, F>(
-    buf: &'a mut [F],
-    layout: &ParamLayout,
-    first: usize,
-    second: usize,
-) -> (&'a mut [F], &'a mut [F]) {
-    let (r1, r2) = (layout.range(first), layout.range(second));
-    assert!(r1.end <= r2.start, "split_pair: tensors out of order");
-    let (lo, hi) = buf.split_at_mut(r2.start);
-    (&mut lo[r1], &mut hi[..r2.len()])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dropout::DropoutCtx;
     use kernels::rng::CounterRng;
 
     #[test]
@@ -747,7 +377,7 @@ mod tests {
             };
             model.forward(&mut ws, &tokens, &targets, &mut state, Some(ctx), Some(1.0));
             let mut grads = vec![0.0f32; model.num_params()];
-            model.backward(&mut ws, &tokens, &mut grads);
+            model.backward(&mut ws, &mut grads);
             let support = model.gradient_support(&tokens);
             let enc = model.layout.range(model.ids.encoder);
             let e = config.embedding_width();

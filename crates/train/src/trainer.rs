@@ -227,7 +227,7 @@ pub fn train(
             if !(sum / (b * t) as f64).exp().is_finite() {
                 return Err(non_finite("loss", ckpt, opts));
             }
-            ckpt.model.backward(&mut ws, x, &mut grads);
+            ckpt.model.backward(&mut ws, &mut grads);
             let info = StepInfo {
                 step: ckpt.trainer.step + 1,
                 epoch,
