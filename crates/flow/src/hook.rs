@@ -9,16 +9,17 @@ use compress::schedule::{Action, CompressConfig, Schedule};
 use compress::units::{silence_units_in, unit_importance_in};
 use compress::MaskSet;
 use kernels::rng::CounterRng;
+use model::backend::{Backend, Cpu, DeviceError};
 use model::checkpoint::{OutTensor, TensorData};
 use model::{LmConfig, ParamLayout};
 use serde_json::json;
 use train::checkpoint::Checkpoint;
-use train::optim::Optimizer;
+use train::optim::{OptimState, Optimizer};
 use train::trainer::{StepInfo, TrainHook};
 use train::TrainError;
 
-/// The compression hook of one run.
-pub struct CompressHook {
+/// The compression hook of one run, training on the backend `B`.
+pub struct CompressHook<B: Backend<f32> = Cpu> {
     schedule: Schedule,
     masks: MaskSet,
     acc: GradientAccumulator,
@@ -27,6 +28,18 @@ pub struct CompressHook {
     layout: ParamLayout,
     /// Per layer, the hidden units a `units` phase silenced (sorted).
     silenced: Vec<Vec<usize>>,
+    /// The masks and the accumulator in the device's memory, made at the first step.
+    dev: Option<OnDevice<B>>,
+}
+
+/// What the hook keeps in the device's memory: everything it does each step.
+struct OnDevice<B: Backend<f32>> {
+    /// The connection masks with the silenced units' rows and biases zeroed: one multiply
+    /// applies both.
+    mask: B::Buf,
+    /// The growth accumulator (when a phase grows); the host's `acc` is refreshed from it
+    /// before growth and before saves.
+    acc: Option<B::Buf>,
 }
 
 const MASK: &str = "compress.mask";
@@ -34,7 +47,7 @@ const ACC: &str = "compress.grad_sum";
 const ACC_BATCHES: &str = "compress.grad_batches";
 const ALIVE: &str = "compress.units_alive";
 
-impl CompressHook {
+impl<B: Backend<f32>> CompressHook<B> {
     /// Validates `[compress]` (errors name `origin`, the config file) against the model and the
     /// run's length.
     pub fn new(
@@ -72,7 +85,55 @@ impl CompressHook {
             config: config.clone(),
             layout: layout.clone(),
             silenced: vec![Vec::new(); config.layers],
+            dev: None,
         })
+    }
+
+    /// The masks as one multiplier per parameter (connections and silenced units).
+    fn multiplier(&self) -> Vec<f32> {
+        let mut m = self.masks.values().to_vec();
+        for (l, dead) in self.silenced.iter().enumerate() {
+            if !dead.is_empty() {
+                silence_units_in(&self.config, &self.layout, &mut m, l, dead)
+                    .expect("validated layer and units");
+            }
+        }
+        m
+    }
+
+    /// The device copies, made (or remade after the host's changed) on demand.
+    fn on_device(&mut self, be: &B) -> Result<&mut OnDevice<B>, DeviceError> {
+        if self.dev.is_none() {
+            let acc = if self.acc.sum.is_empty() {
+                None
+            } else {
+                Some(be.upload(&self.acc.sum)?)
+            };
+            self.dev = Some(OnDevice {
+                mask: be.upload(&self.multiplier())?,
+                acc,
+            });
+        }
+        Ok(self.dev.as_mut().expect("made above"))
+    }
+
+    /// Multiplies parameters and optimizer state by the masks, on the device.
+    fn mask_on_device(
+        &mut self,
+        be: &B,
+        params: &mut B::Buf,
+        opt: &mut OptimState<'_, B>,
+    ) -> Result<(), DeviceError> {
+        let n = self.layout.total();
+        let dev = self.on_device(be)?;
+        be.multiply(params, &dev.mask, n)?;
+        for buf in [opt.m.as_deref_mut(), opt.v.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            be.multiply(buf, &dev.mask, n)?;
+        }
+        Ok(())
     }
 
     /// Applies connection masks and silenced units to a parameter-shaped buffer.
@@ -93,6 +154,46 @@ impl CompressHook {
                 self.mask(buf);
             }
         }
+    }
+
+    /// Runs phase `k` of the schedule on the host weights `params`; returns its event.
+    fn fire(&mut self, k: usize, info: &StepInfo, params: &mut [f32]) -> serde_json::Value {
+        let phase = self.schedule.phases[k].clone();
+        let target = phase.density_at(info.step, info.batches_per_epoch);
+        let before = self.masks.density();
+        let (what, changed) = match phase.action {
+            Action::Prune(scope) => (
+                "prune",
+                magnitude_prune_blocks(params, &mut self.masks, target, scope, self.schedule.block),
+            ),
+            Action::Grow { init, .. } => {
+                // Fraction of the dormant connections that brings the density to the target.
+                let fraction = if before >= 1.0 {
+                    0.0
+                } else {
+                    ((target - before) / (1.0 - before)).clamp(0.0, 1.0)
+                };
+                let n = grow_by_gradient_blocks(
+                    params,
+                    &mut self.masks,
+                    &self.acc,
+                    fraction,
+                    init,
+                    self.schedule.block,
+                );
+                self.acc.reset();
+                ("grow", n)
+            }
+            Action::Units => {
+                let n = self.prune_units(params, target);
+                ("units", n)
+            }
+        };
+        json!({
+            "kind": "compress", "phase": k + 1, "what": what, "step": info.step,
+            "target_density": target, "density_before": before,
+            "density": self.masks.density(), "changed": changed, "units_alive": self.units_alive(),
+        })
     }
 
     /// Silences the least important live units of every layer until `keep` of them are left.
@@ -145,8 +246,9 @@ impl CompressHook {
     }
 }
 
-impl TrainHook for CompressHook {
+impl<B: Backend<f32>> TrainHook<B> for CompressHook<B> {
     fn start(&mut self, ckpt: &mut Checkpoint) -> Result<(), TrainError> {
+        self.dev = None;
         let path = || "extra.safetensors".to_string();
         match ckpt.extra.as_ref().filter(|f| f.contains(MASK)) {
             Some(file) => {
@@ -187,78 +289,64 @@ impl TrainHook for CompressHook {
         Ok(())
     }
 
-    fn after_backward(&mut self, info: &StepInfo, grads: &mut [f32]) {
+    fn after_backward(
+        &mut self,
+        be: &B,
+        info: &StepInfo,
+        grads: &mut B::Buf,
+    ) -> Result<(), DeviceError> {
         let accumulate = self
             .schedule
             .phases
             .iter()
             .any(|p| p.accumulates_at(info.step, info.batches_per_epoch));
+        let n = self.layout.total();
         if accumulate && !self.acc.sum.is_empty() {
-            // The dense gradient, dormant positions included: what growth ranks.
-            self.acc.add(grads);
+            self.acc.batches += 1;
         }
-        self.mask(grads);
+        let dev = self.on_device(be)?;
+        if let (true, Some(acc)) = (accumulate, dev.acc.as_mut()) {
+            // The dense gradient, dormant positions included: what growth ranks.
+            be.add_into(acc, 0..n, grads)?;
+        }
+        be.multiply(grads, &dev.mask, n)
     }
 
     fn after_step(
         &mut self,
+        be: &B,
         info: &StepInfo,
-        params: &mut [f32],
-        opt: &mut Optimizer,
-    ) -> Vec<serde_json::Value> {
-        self.mask_everything(params, opt);
+        params: &mut B::Buf,
+        mut opt: OptimState<'_, B>,
+    ) -> Result<Vec<serde_json::Value>, DeviceError> {
+        self.mask_on_device(be, params, &mut opt)?;
         let mut events = Vec::new();
         let firing: Vec<usize> = (0..self.schedule.phases.len())
             .filter(|&k| self.schedule.phases[k].fires_at(info.step, info.batches_per_epoch))
             .collect();
+        if firing.is_empty() {
+            return Ok(events);
+        }
+        // Pruning, growth and unit choices run on the host: bring the weights (and the
+        // accumulated gradient) back for them, and the result to the device after.
+        let mut host = vec![0.0f32; self.layout.total()];
+        be.download(params, &mut host)?;
+        TrainHook::<B>::sync(self, be)?;
         for k in firing {
-            let phase = self.schedule.phases[k].clone();
-            let target = phase.density_at(info.step, info.batches_per_epoch);
-            let before = self.masks.density();
-            let (what, changed) = match phase.action {
-                Action::Prune(scope) => (
-                    "prune",
-                    magnitude_prune_blocks(
-                        params,
-                        &mut self.masks,
-                        target,
-                        scope,
-                        self.schedule.block,
-                    ),
-                ),
-                Action::Grow { init, .. } => {
-                    // Fraction of the dormant connections that brings the density to the target.
-                    let fraction = if before >= 1.0 {
-                        0.0
-                    } else {
-                        ((target - before) / (1.0 - before)).clamp(0.0, 1.0)
-                    };
-                    let n = grow_by_gradient_blocks(
-                        params,
-                        &mut self.masks,
-                        &self.acc,
-                        fraction,
-                        init,
-                        self.schedule.block,
-                    );
-                    self.acc.reset();
-                    ("grow", n)
-                }
-                Action::Units => {
-                    let n = self.prune_units(params, target);
-                    ("units", n)
-                }
-            };
-            events.push(json!({
-                "kind": "compress", "phase": k + 1, "what": what, "step": info.step,
-                "target_density": target, "density_before": before,
-                "density": self.masks.density(), "changed": changed, "units_alive": self.units_alive(),
-            }));
+            events.push(self.fire(k, info, &mut host));
         }
-        if !events.is_empty() {
-            self.mask_everything(params, opt);
+        *params = be.upload(&host)?;
+        // Masks, silenced units and the accumulator changed: remake the device copies.
+        self.dev = None;
+        self.mask_on_device(be, params, &mut opt)?;
+        Ok(events)
+    }
+
+    fn sync(&mut self, be: &B) -> Result<(), DeviceError> {
+        if let Some(acc) = self.dev.as_ref().and_then(|d| d.acc.as_ref()) {
+            be.download(acc, &mut self.acc.sum)?;
         }
-        events
+        Ok(())
     }
 
     fn state(&self) -> Vec<OutTensor<'_>> {
@@ -324,16 +412,22 @@ mod tests {
             let mut m = LanguageModel::<f32>::new(config.clone()).unwrap();
             m.init_uniform(0.4, 7);
             let source = m.clone();
-            let mut hook = CompressHook::new(&table, "c.toml", &config, &m.layout, 1, 10, 100)
-                .expect("units phases are accepted for LSTM and H-LSTM");
+            let mut hook =
+                CompressHook::<Cpu>::new(&table, "c.toml", &config, &m.layout, 1, 10, 100)
+                    .expect("units phases are accepted for LSTM and H-LSTM");
             let mut opt = Optimizer::new(optim.clone(), m.num_params());
+            let be = Cpu;
             for step in 1..=6 {
                 let info = StepInfo {
                     step,
                     epoch: 0,
                     batches_per_epoch: 10,
                 };
-                hook.after_step(&info, &mut m.params, &mut opt);
+                let state = OptimState {
+                    m: (!opt.m.is_empty()).then_some(&mut opt.m),
+                    v: (!opt.v.is_empty()).then_some(&mut opt.v),
+                };
+                hook.after_step(&be, &info, &mut m.params, state).unwrap();
             }
             assert_eq!(hook.units_alive(), vec![4, 4], "gate_hidden {gate_hidden}");
             for l in 0..2 {

@@ -2,6 +2,7 @@
 //! config asks for.
 
 use crate::{CompressHook, FlowError};
+use model::backend::Backend;
 use train::checkpoint::Checkpoint;
 use train::ptb::Corpus;
 use train::trainer::{NoHook, TrainHook};
@@ -32,19 +33,19 @@ pub fn check_compatible(new: &TrainConfig, old: &TrainConfig) -> Result<(), Flow
 
 /// The hook of a run: the compression hook when the config has a `[compress]` section (its
 /// schedule laid over the run's batches), else none. `origin` names the config in messages.
-pub fn training_hook(
+pub fn training_hook<B: Backend<f32> + 'static>(
     config: &TrainConfig,
     corpus: &Corpus,
     ckpt: &Checkpoint,
     origin: &str,
-) -> Result<Box<dyn TrainHook>, FlowError> {
+) -> Result<Box<dyn TrainHook<B>>, FlowError> {
     let Some(table) = &config.compress else {
         return Ok(Box::new(NoHook));
     };
     let bpe =
         train::ptb::batches_per_epoch(corpus.train.len(), config.data.batch_size, config.data.bptt);
     let total = (bpe * config.schedule.epochs) as u64;
-    Ok(Box::new(CompressHook::new(
+    Ok(Box::new(CompressHook::<B>::new(
         table,
         origin,
         &ckpt.model.config,

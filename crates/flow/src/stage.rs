@@ -201,8 +201,9 @@ impl StageEnv<'_> {
             progress: self.progress,
         };
         let origin = format!("{} (stage {})", self.origin, spec.name);
+        let be = model::backend::Cpu;
         let mut hook = crate::run::training_hook(&ckpt.config, self.corpus, &ckpt, &origin)?;
-        let outcome = train::trainer::train(&mut ckpt, self.corpus, &opts, hook.as_mut())?;
+        let outcome = train::trainer::train(&be, &mut ckpt, self.corpus, &opts, hook.as_mut())?;
         let (valid, test) = match outcome {
             Outcome::Interrupted => return Ok(None),
             Outcome::Finished { valid, test } => (valid.perplexity, test.perplexity),

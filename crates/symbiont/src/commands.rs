@@ -115,7 +115,13 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the checkpoint's config.toml".into());
     let mut hook = flow::run::training_hook(&config, &corpus, &ckpt, &origin)?;
-    let outcome = run_training(&mut ckpt, &corpus, &opts, hook.as_mut())?;
+    let outcome = run_training(
+        &model::backend::Cpu,
+        &mut ckpt,
+        &corpus,
+        &opts,
+        hook.as_mut(),
+    )?;
     let ckpt_dir = out_dir.join(DIR_NAME);
     let tr = &ckpt.trainer;
     let tokens_per_s = tr.tokens as f64 / tr.train_seconds.max(1e-9);

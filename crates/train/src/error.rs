@@ -36,6 +36,9 @@ pub enum TrainError {
     Hook(String),
     #[error(transparent)]
     Model(#[from] model::ModelError),
+    /// The device (GPU) failed an operation.
+    #[error("device: {0}")]
+    Device(#[from] model::backend::DeviceError),
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod eval;
 pub mod optim;
 pub mod ptb;
+pub mod resident;
 pub mod trainer;
 
 pub use config::TrainConfig;

@@ -4,9 +4,7 @@
 use crate::config::{OptimConfig, OptimKind};
 use kernels::reduce::{scale, sum_squares};
 use kernels::support::Support;
-use rayon::prelude::*;
-
-const CHUNK: usize = 1 << 15;
+use model::backend::{infallible, Backend, Cpu, DeviceError, Update};
 
 /// The factor PyTorch's `clip_grad_norm_` scales gradients of global L2 norm `norm` by:
 /// max_norm / (norm + 1e-6) when below 1, else 1. `max_norm = 0` disables clipping.
@@ -70,7 +68,7 @@ impl Optimizer {
     }
 
     /// One update with learning rate `lr`.
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
+    pub fn step(&mut self, params: &mut Vec<f32>, grads: &Vec<f32>, lr: f64) {
         self.step_scaled(params, grads, 1.0, lr);
     }
 
@@ -80,90 +78,84 @@ impl Optimizer {
     /// state everywhere and take the dense pass.
     pub fn step_scaled_on(
         &mut self,
-        params: &mut [f32],
-        grads: &[f32],
+        params: &mut Vec<f32>,
+        grads: &Vec<f32>,
         gs: f32,
         lr: f64,
         support: &Support,
     ) {
-        let c = &self.config;
-        if c.kind != OptimKind::Sgd || c.momentum > 0.0 || c.weight_decay != 0.0 {
-            return self.step_scaled(params, grads, gs, lr);
-        }
-        assert_eq!(params.len(), grads.len());
-        self.steps += 1;
-        // The dense pass's update (weight decay 0), so the results are identical.
-        let (lr32, wd) = (lr as f32, 0.0);
-        support.par_zip_mut(params, grads, |p, g| sgd_update(p, g, lr32, gs, wd));
+        let (mut m, mut v) = (std::mem::take(&mut self.m), std::mem::take(&mut self.v));
+        let state = OptimState::<Cpu> {
+            m: (!m.is_empty()).then_some(&mut m),
+            v: (!v.is_empty()).then_some(&mut v),
+        };
+        let r = self.update_on(&Cpu, params, grads, state, gs, lr, support);
+        (self.m, self.v) = (m, v);
+        infallible(r)
     }
 
     /// One update from the gradients `gs * grads` (`gs`: the clipping factor), bit for bit
     /// the update after scaling the gradients in place, without that extra pass over them.
-    pub fn step_scaled(&mut self, params: &mut [f32], grads: &[f32], gs: f32, lr: f64) {
-        assert_eq!(params.len(), grads.len());
+    pub fn step_scaled(&mut self, params: &mut Vec<f32>, grads: &Vec<f32>, gs: f32, lr: f64) {
+        let dense = Support::full(params.len());
+        self.step_scaled_on(params, grads, gs, lr, &dense);
+    }
+
+    /// One update on `be` of `params` from `gs * grads`, with the optimizer's state buffers
+    /// (`self.m` / `self.v` moved into `be`'s memory by the caller). Counts the step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_on<B: Backend<f32>>(
+        &mut self,
+        be: &B,
+        params: &mut B::Buf,
+        grads: &B::Buf,
+        state: OptimState<'_, B>,
+        gs: f32,
+        lr: f64,
+        support: &Support,
+    ) -> Result<(), DeviceError> {
+        assert_eq!(
+            be.len(params),
+            be.len(grads),
+            "update: params and grads differ"
+        );
         self.steps += 1;
         let c = &self.config;
-        let wd = c.weight_decay as f32;
-        let lr32 = lr as f32;
-        match c.kind {
-            OptimKind::Sgd if c.momentum > 0.0 => {
-                let mu = c.momentum as f32;
-                params
-                    .par_chunks_mut(CHUNK)
-                    .zip(grads.par_chunks(CHUNK))
-                    .zip(self.m.par_chunks_mut(CHUNK))
-                    .for_each(|((p, g), m)| {
-                        for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
-                            let g = gs * g + wd * *p;
-                            *m = mu * *m + g;
-                            *p -= lr32 * *m;
-                        }
-                    });
-            }
-            OptimKind::Sgd => params
-                .par_chunks_mut(CHUNK)
-                .zip(grads.par_chunks(CHUNK))
-                .for_each(|(p, g)| sgd_update(p, g, lr32, gs, wd)),
+        let (wd, lr32) = (c.weight_decay as f32, lr as f32);
+        let update = match c.kind {
+            OptimKind::Sgd if c.momentum > 0.0 => Update::Momentum {
+                lr: lr32,
+                gs,
+                wd,
+                mu: c.momentum as f32,
+            },
+            OptimKind::Sgd => Update::Sgd { lr: lr32, gs, wd },
             OptimKind::Adam | OptimKind::AdamW => {
-                let decoupled = c.kind == OptimKind::AdamW;
                 let (b1, b2) = (c.beta1, c.beta2);
                 let bc1 = 1.0 - b1.powi(self.steps as i32);
                 let bc2 = 1.0 - b2.powi(self.steps as i32);
-                let step_size = (lr / bc1) as f32;
-                let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-                let (b1, b2, eps) = (b1 as f32, b2 as f32, c.eps as f32);
-                params
-                    .par_chunks_mut(CHUNK)
-                    .zip(grads.par_chunks(CHUNK))
-                    .zip(
-                        self.m
-                            .par_chunks_mut(CHUNK)
-                            .zip(self.v.par_chunks_mut(CHUNK)),
-                    )
-                    .for_each(|((p, g), (m, v))| {
-                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                            let g = gs * g;
-                            let g = if decoupled { g } else { g + wd * *p };
-                            if decoupled {
-                                *p -= lr32 * wd * *p;
-                            }
-                            *m = b1 * *m + (1.0 - b1) * g;
-                            *v = b2 * *v + (1.0 - b2) * g * g;
-                            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
-                        }
-                    });
+                Update::Adam {
+                    gs,
+                    wd,
+                    lr: lr32,
+                    decoupled: c.kind == OptimKind::AdamW,
+                    b1: b1 as f32,
+                    b2: b2 as f32,
+                    eps: c.eps as f32,
+                    step_size: (lr / bc1) as f32,
+                    inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+                }
             }
-        }
+        };
+        be.update(params, grads, [state.m, state.v], update, support)
     }
 }
 
-/// Plain SGD with L2 weight decay over one piece: `p -= lr · (gs · g + wd · p)`. One copy for
-/// the dense and the support pass, which must agree bit for bit.
-#[inline(always)]
-fn sgd_update(p: &mut [f32], g: &[f32], lr: f32, gs: f32, wd: f32) {
-    for (p, &g) in p.iter_mut().zip(g) {
-        *p -= lr * (gs * g + wd * *p);
-    }
+/// The optimizer's state buffers in a backend's memory: the momentum or first moment, and the
+/// second moment (each `None` when the optimizer has none).
+pub struct OptimState<'a, B: Backend<f32>> {
+    pub m: Option<&'a mut B::Buf>,
+    pub v: Option<&'a mut B::Buf>,
 }
 
 #[cfg(test)]
@@ -264,7 +256,7 @@ mod tests {
         // With bias correction, Adam's first step is lr * g / (|g| + eps') = ±lr.
         let mut o = Optimizer::new(cfg(OptimKind::Adam), 3);
         let mut p = vec![1.0f32, 1.0, 1.0];
-        o.step(&mut p, &[0.5, -2.0, 1e-3], 0.1);
+        o.step(&mut p, &vec![0.5, -2.0, 1e-3], 0.1);
         for (got, want) in p.iter().zip([0.9f32, 1.1, 0.9]) {
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
         }
@@ -276,15 +268,15 @@ mod tests {
         c.momentum = 0.5;
         let mut o = Optimizer::new(c, 1);
         let mut p = vec![0.0f32];
-        o.step(&mut p, &[1.0], 1.0); // m = 1, p = -1
-        o.step(&mut p, &[1.0], 1.0); // m = 1.5, p = -2.5
+        o.step(&mut p, &vec![1.0], 1.0); // m = 1, p = -1
+        o.step(&mut p, &vec![1.0], 1.0); // m = 1.5, p = -2.5
         assert_eq!(p, vec![-2.5]);
 
         let mut c = cfg(OptimKind::AdamW);
         c.weight_decay = 0.5;
         let mut o = Optimizer::new(c, 1);
         let mut p = vec![2.0f32];
-        o.step(&mut p, &[0.0], 0.1); // decoupled: p *= 1 - 0.05, no gradient step
+        o.step(&mut p, &vec![0.0], 0.1); // decoupled: p *= 1 - 0.05, no gradient step
         assert!((p[0] - 1.9).abs() < 1e-6, "{}", p[0]);
     }
 }
