@@ -67,6 +67,21 @@ pub fn evaluate_checked(
     finite(train::eval::evaluate(model, tokens, batch, bptt))
 }
 
+/// [`evaluate_checked`] on the backend `be` (the model's parameters are copied there first).
+pub fn evaluate_checked_on<B: model::backend::Backend<f32>>(
+    be: &B,
+    model: &model::LanguageModel<f32>,
+    tokens: &[u32],
+    batch: usize,
+    bptt: usize,
+) -> Result<EvalResult, FlowError> {
+    check_scorable(tokens.len(), batch, bptt)?;
+    let params = be.upload(&model.params).map_err(train::TrainError::from)?;
+    let r = train::eval::evaluate_on(be, model, &params, tokens, batch, bptt)
+        .map_err(train::TrainError::from)?;
+    finite(r)
+}
+
 /// Whether `n` tokens in `batch` streams leave something to score with `bptt`-step windows.
 fn check_scorable(n: usize, batch: usize, bptt: usize) -> Result<(), FlowError> {
     if batch == 0 || bptt == 0 {

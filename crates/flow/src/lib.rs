@@ -37,7 +37,7 @@ pub mod synthetic;
 
 pub use compact::{compact_units, Compacted};
 pub use count::{count_params, Counts, TensorCount};
-pub use evaluate::{evaluate_checked, evaluate_with_plan};
+pub use evaluate::{evaluate_checked, evaluate_checked_on, evaluate_with_plan};
 pub use hook::CompressHook;
 
 /// What a flow step can fail with; each variant names the file, tensor or field in its message.

@@ -1,8 +1,11 @@
 //! The subcommands: argument handling and printing around the library calls.
 
+use crate::devices::on_device;
 use crate::signals;
 use crate::{CompactArgs, EvalArgs, GradcheckArgs, InspectArgs, IsaArgs, TrainArgs};
+use kernels::device::Device;
 use kernels::isa;
+use model::backend::Backend;
 use serde_json::json;
 use std::error::Error;
 use std::io::IsTerminal;
@@ -27,7 +30,7 @@ pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
+pub fn train(args: TrainArgs, threads: Option<usize>, device: Device) -> Result<u8> {
     let file_config = args
         .config
         .as_deref()
@@ -114,14 +117,15 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         .as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the checkpoint's config.toml".into());
-    let mut hook = flow::run::training_hook(&config, &corpus, &ckpt, &origin)?;
-    let outcome = run_training(
-        &model::backend::Cpu,
-        &mut ckpt,
-        &corpus,
-        &opts,
-        hook.as_mut(),
-    )?;
+    let (outcome, on) = on_device!(device, |be| {
+        let on = Backend::<f32>::describe(be);
+        eprintln!("training on {on}");
+        let mut hook = flow::run::training_hook(&config, &corpus, &ckpt, &origin)?;
+        (
+            run_training(be, &mut ckpt, &corpus, &opts, hook.as_mut())?,
+            on,
+        )
+    });
     let ckpt_dir = out_dir.join(DIR_NAME);
     let tr = &ckpt.trainer;
     let tokens_per_s = tr.tokens as f64 / tr.train_seconds.max(1e-9);
@@ -134,7 +138,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
         "status": status, "step": tr.step, "epoch": tr.epoch, "checkpoint": ckpt_dir,
         "train_seconds": tr.train_seconds, "tokens_per_s": tokens_per_s,
         "session_tokens_per_s": tr.session_tokens_per_s, "valid_ppl_per_epoch": tr.valid_ppl,
-        "isa": isa::active().name(), "gemm_isa": isa::gemm_level().name(),
+        "isa": isa::active().name(), "gemm_isa": isa::gemm_level().name(), "device": on,
     });
     if let Outcome::Finished { valid, test } = &outcome {
         summary["valid_ppl"] = json!(valid.perplexity);
@@ -161,7 +165,7 @@ pub fn train(args: TrainArgs, threads: Option<usize>) -> Result<u8> {
     Ok(code)
 }
 
-pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
+pub fn eval(args: EvalArgs, threads: Option<usize>, device: Device) -> Result<u8> {
     let ckpt = Checkpoint::load(&args.checkpoint)?;
     set_threads(threads, ckpt.config.run.threads)?;
     if args.batch == 0 || args.bptt == 0 {
@@ -176,7 +180,14 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
         ckpt.config.data.verify_checksums,
     )?;
     let start = Instant::now();
-    let (r, engine) = if args.dtype.is_some() || args.format.is_some() {
+    let plan = args.dtype.is_some() || args.format.is_some();
+    if plan && device != Device::Cpu {
+        return Err(format!(
+            "--dtype and --format choose a CPU inference plan; they do not run on --device {device}"
+        )
+        .into());
+    }
+    let (r, engine) = if plan {
         let dtype = args.dtype.unwrap_or(infer::Dtype::F32);
         let format = args
             .format
@@ -185,10 +196,14 @@ pub fn eval(args: EvalArgs, threads: Option<usize>) -> Result<u8> {
             flow::evaluate_with_plan(&ckpt.model, &tokens, args.batch, args.bptt, dtype, format)?;
         (r, format!("plan-{dtype:?}").to_lowercase())
     } else {
-        (
-            flow::evaluate_checked(&ckpt.model, &tokens, args.batch, args.bptt)?,
-            "train".to_string(),
-        )
+        on_device!(device, |be| (
+            flow::evaluate_checked_on(be, &ckpt.model, &tokens, args.batch, args.bptt)?,
+            if device == Device::Cpu {
+                "train".to_string()
+            } else {
+                format!("train on {}", Backend::<f32>::describe(be))
+            },
+        ))
     };
     let secs = start.elapsed().as_secs_f64();
     if args.json {

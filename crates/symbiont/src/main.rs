@@ -236,9 +236,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Train(a) => commands::train(a, cli.threads),
+        Command::Train(a) => commands::train(a, cli.threads, cli.device),
         Command::Compress(a) => compress::compress(a, cli.threads),
-        Command::Eval(a) => commands::eval(a, cli.threads),
+        Command::Eval(a) => commands::eval(a, cli.threads, cli.device),
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
         Command::Peak(a) => peak::peak(a, cli.threads),
         Command::Isa(a) => commands::isa(a),
