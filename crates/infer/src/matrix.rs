@@ -270,10 +270,13 @@ fn csr_for(dense: Format) -> Format {
 }
 
 fn pack_one(w: &[f32], rows: usize, cols: usize, tuning: &Tuning) -> PackedMatrix {
-    // Subnormal weights would make every product with them slow (see `plan::flush_subnormal`).
+    // Subnormal weights would make every product with them slow (see `kernels::cell::flush_subnormal`).
     let flushed: Vec<f32>;
     let w = if w.iter().any(|v| v.is_subnormal()) {
-        flushed = w.iter().map(|&v| crate::plan::flush_subnormal(v)).collect();
+        flushed = w
+            .iter()
+            .map(|&v| kernels::cell::flush_subnormal(v))
+            .collect();
         &flushed[..]
     } else {
         w

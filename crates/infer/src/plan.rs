@@ -12,7 +12,6 @@ use crate::matrix::{FormatChoice, GateMatrix, Tuning};
 use crate::parallel::{split_units, unit_align, SharedMut, Team};
 use crate::weights::{CellWeights, LayerWeights};
 use crate::InferError;
-use kernels::activation::{exp_f32, tanh_f32};
 use kernels::packed::Format;
 use kernels::rng::CounterRng;
 use std::ops::Range;
@@ -967,36 +966,5 @@ unsafe fn epilogue_row_avx512(
 
 #[inline(always)]
 fn epilogue_body(gi: &[f32], gf: &[f32], gg: &[f32], go: &[f32], c: &mut [f32], h: &mut [f32]) {
-    let n = c.len();
-    let (gi, gf, gg, go, h) = (&gi[..n], &gf[..n], &gg[..n], &go[..n], &mut h[..n]);
-    for j in 0..n {
-        let i = sigmoid(gi[j]);
-        let f = sigmoid(gf[j]);
-        let gv = tanh_f32(gg[j]);
-        let o = sigmoid(go[j]);
-        let cv = flush_subnormal(f * c[j] + i * gv);
-        c[j] = cv;
-        h[j] = flush_subnormal(o * tanh_f32(cv));
-    }
-}
-
-/// A state decaying towards zero (a forget gate below 1 and no input, step after step) turns
-/// subnormal, and every product with a subnormal operand takes a microcode assist (~100x slower).
-/// Flushing the states here, and subnormal weights when they are packed (`matrix::pack_one`),
-/// keeps subnormals out of the kernels with IEEE arithmetic everywhere: it replaces a flush-to-zero
-/// mode set in MXCSR, under which compiled Rust ran in a floating-point environment LLVM assumes
-/// is never changed. Cost: docs/benchmarks.md, "Subnormal states without FTZ".
-#[inline(always)]
-pub(crate) fn flush_subnormal(x: f32) -> f32 {
-    // A select on |x| (NaN compares false and is kept): vectorizes to a compare and a blend.
-    if x.abs() < f32::MIN_POSITIVE {
-        0.0
-    } else {
-        x
-    }
-}
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp_f32(-x))
+    kernels::cell::gates_step(gi, gf, gg, go, c, h);
 }

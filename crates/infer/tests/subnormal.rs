@@ -1,5 +1,5 @@
 //! Subnormal numbers never reach the kernels: a decaying state and subnormal weights are flushed
-//! to zero by the plan itself (no floating-point mode is changed; see `plan::flush_subnormal`).
+//! to zero by the plan itself (no floating-point mode is changed; see `kernels::cell::flush_subnormal`).
 
 use infer::{CellWeights, FormatChoice, LayerWeights, PlanOptions, StackPlan};
 

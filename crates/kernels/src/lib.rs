@@ -5,6 +5,7 @@
 //! these kernels. A naive reference sits beside each fast kernel and is its test oracle.
 
 pub mod activation;
+pub mod cell;
 pub mod check;
 pub mod device;
 pub mod fuzz;

@@ -26,6 +26,8 @@ pub trait Real:
     const ONE: Self;
     /// Name used in error messages and file metadata.
     const NAME: &'static str;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
@@ -42,6 +44,7 @@ impl Real for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NAME: &'static str = "f32";
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -89,6 +92,7 @@ impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NAME: &'static str = "f64";
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x

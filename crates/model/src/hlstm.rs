@@ -13,8 +13,8 @@
 //! the gates are kept gate-major, (4, T, B, ·), so each of the four GEMMs reads and writes a
 //! contiguous (B, ·) block and the weight gradients of W2 cover all T·B rows; nothing is copied.
 
-use crate::cell::{gates_backward, gates_forward};
 use crate::ModelError;
+use kernels::cell::{gates_backward, gates_forward};
 use kernels::reduce::add_column_sums;
 use kernels::{matmul, Real, Trans};
 use std::ops::Range;

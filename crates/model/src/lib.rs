@@ -6,7 +6,6 @@
 //! buffers) and write activation gradients.
 
 pub mod backend;
-mod cell;
 pub mod checkpoint;
 pub mod dropout;
 pub mod embedding;

@@ -6,7 +6,7 @@
 //! non-linearities, cell and hidden updates are one fused pass; and in backward the weight
 //! gradients of all steps are again single GEMMs.
 
-use crate::cell::{gates_backward, gates_forward, split4, split4_mut};
+use kernels::cell::{gates_backward, gates_forward, split4, split4_mut};
 use kernels::reduce::add_column_sums;
 use kernels::small_m::{matmul_packed, PackedB};
 use kernels::{matmul, Real, Trans};
