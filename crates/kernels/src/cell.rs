@@ -181,10 +181,8 @@ mod tests {
 
     #[test]
     fn the_cell_follows_the_lstm_equations() {
-        for &(pi, pf, pg, po, c0) in &[
-            (0.3f64, -1.2, 0.7, 2.0, -0.4),
-            (-3.0, 4.0, -0.2, -0.5, 1.5),
-        ] {
+        for &(pi, pf, pg, po, c0) in &[(0.3f64, -1.2, 0.7, 2.0, -0.4), (-3.0, 4.0, -0.2, -0.5, 1.5)]
+        {
             let s = |x: f64| 1.0 / (1.0 + (-x).exp());
             let c = s(pf) * c0 + s(pi) * pg.tanh();
             let h = s(po) * c.tanh();
@@ -211,7 +209,9 @@ mod tests {
     fn the_inference_step_equals_the_training_forward() {
         let n = 37;
         let plane = |k: usize| -> Vec<f32> {
-            (0..n).map(|j| ((j * 7 + k * 13) % 23) as f32 * 0.3 - 3.0).collect()
+            (0..n)
+                .map(|j| ((j * 7 + k * 13) % 23) as f32 * 0.3 - 3.0)
+                .collect()
         };
         let c_prev: Vec<f32> = (0..n).map(|j| (j % 5) as f32 * 0.4 - 1.0).collect();
         let (mut gi, mut gf, mut gg, mut go) = (plane(0), plane(1), plane(2), plane(3));

@@ -1,0 +1,14 @@
+//! symbiont-speech: what speech recognition needs around the recurrent layers — the AN4 corpus
+//! (file lists, transcriptions, 16 kHz WAV), DeepSpeech2's spectrogram features, the CTC loss with
+//! its gradient, greedy CTC decoding, and WER / CER as deepspeech.pytorch and the papers report
+//! them. Everything here is host code over plain slices, tested against independent references.
+
+pub mod an4;
+pub mod ctc;
+pub mod error;
+pub mod features;
+pub mod labels;
+pub mod metrics;
+pub mod wav;
+
+pub use error::SpeechError;
