@@ -23,7 +23,7 @@ use kernels::check::max_rel_diff;
 use kernels::rng::CounterRng;
 use kernels::support::Support;
 use kernels::Trans;
-use model::backend::cuda::{compile_kernels, missing_library, Cuda, KERNEL_NAMES};
+use model::backend::cuda::{compile_kernels, missing_library, Cuda, KERNEL_SIGNATURES};
 use model::backend::{Backend, Cpu, Operand, Update};
 use model::dropout::DropoutCtx;
 use model::{LanguageModel, LmConfig, LmState};
@@ -85,15 +85,33 @@ fn kernels_compile_with_nvrtc() {
     }
     let ptx = compile_kernels().unwrap_or_else(|e| panic!("{e}"));
     let text = ptx.to_src();
-    for name in KERNEL_NAMES {
-        assert!(
-            text.contains(&format!(".entry {name}(")),
-            "the PTX has no kernel {name}"
-        );
+    for (name, sig) in KERNEL_SIGNATURES {
+        // The entry's parameter list: `.param .u64 name_param_0, ...`.
+        let entry = format!(".entry {name}(");
+        let at = text
+            .find(&entry)
+            .unwrap_or_else(|| panic!("the PTX has no kernel {name}"));
+        let params = &text[at + entry.len()..];
+        let params = &params[..params.find(')').expect("closing parenthesis")];
+        let types: String = params
+            .split(',')
+            .map(|p| match p.split_whitespace().nth(1) {
+                Some(".u64") => '8',
+                Some(".f32") => 'F',
+                Some(".u32") => 'I',
+                other => panic!("{name}: unexpected PTX parameter {other:?}"),
+            })
+            .collect();
+        // Pointers, long longs and unsigned long longs are all .u64 in PTX.
+        let want: String = sig
+            .chars()
+            .map(|c| if "PLU".contains(c) { '8' } else { c })
+            .collect();
+        assert_eq!(types, want, "PTX parameters of {name} against {sig}");
     }
     println!(
-        "kernels_compile_with_nvrtc: {} kernels compiled to {} bytes of PTX",
-        KERNEL_NAMES.len(),
+        "kernels_compile_with_nvrtc: {} kernels compiled to {} bytes of PTX, parameters as declared",
+        KERNEL_SIGNATURES.len(),
         text.len()
     );
 }

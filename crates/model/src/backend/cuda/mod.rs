@@ -43,25 +43,39 @@ const THREADS: u32 = 256;
 /// Blocks of the f64 sum of squares (its partials are added on the host, in order).
 const SUM_BLOCKS: u32 = 512;
 
+/// One compiled kernel with its name and parameter signature (see [`KERNEL_SIGNATURES`]).
+struct Kernel {
+    f: CudaFunction,
+    name: &'static str,
+    sig: &'static str,
+}
+
 macro_rules! kernel_set {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident: $sig:literal),* $(,)?) => {
         /// Every kernel of `kernels.cu`, loaded from the compiled module.
         struct Kernels {
-            $($name: CudaFunction,)*
+            $($name: Kernel,)*
         }
 
-        /// The names of the kernels `kernels.cu` must define.
-        pub const KERNEL_NAMES: &[&str] = &[$(stringify!($name)),*];
+        /// The kernels `kernels.cu` must define, with their parameters in order: `P` a pointer,
+        /// `L` a `long long`, `U` an `unsigned long long`, `F` a `float`, `I` an `int`. Every
+        /// launch is checked against it (a mismatch is an error, not a corrupted launch), and the
+        /// tests check it against the source and against the PTX NVRTC makes of it.
+        pub const KERNEL_SIGNATURES: &[(&str, &str)] = &[$((stringify!($name), $sig)),*];
 
         impl Kernels {
             fn load(module: &Arc<cudarc::driver::CudaModule>) -> Result<Self, DeviceError> {
                 Ok(Self {
-                    $($name: module.load_function(stringify!($name)).map_err(|e| {
-                        DeviceError(format!(
-                            "cuda: loading kernel {}: {e}",
-                            stringify!($name)
-                        ))
-                    })?,)*
+                    $($name: Kernel {
+                        f: module.load_function(stringify!($name)).map_err(|e| {
+                            DeviceError(format!(
+                                "cuda: loading kernel {}: {e}",
+                                stringify!($name)
+                            ))
+                        })?,
+                        name: stringify!($name),
+                        sig: $sig,
+                    },)*
                 })
             }
         }
@@ -69,26 +83,26 @@ macro_rules! kernel_set {
 }
 
 kernel_set!(
-    fill,
-    fill_ranges,
-    fill_rows,
-    add2,
-    add_into,
-    multiply,
-    embedding_fwd,
-    embedding_bwd,
-    dropout_fwd,
-    gates_fwd,
-    gates_bwd,
-    relu_fwd,
-    relu_bwd,
-    col_sums,
-    sum_squares,
-    xent_rows,
-    transpose,
-    sgd,
-    momentum,
-    adam,
+    fill: "PLF",
+    fill_ranges: "PPF",
+    fill_rows: "PPLL",
+    add2: "PPPL",
+    add_into: "PPL",
+    multiply: "PPL",
+    embedding_fwd: "PPLLP",
+    embedding_bwd: "PPLLP",
+    dropout_fwd: "UUFFPPPL",
+    gates_fwd: "PPPPPPLLLL",
+    gates_bwd: "PPPPPPPLLLL",
+    relu_fwd: "PPPLLL",
+    relu_bwd: "PPPLL",
+    col_sums: "PLLPI",
+    sum_squares: "PLP",
+    xent_rows: "PLPPFIP",
+    transpose: "PPLL",
+    sgd: "PPLFFF",
+    momentum: "PPPLFFFF",
+    adam: "PPPPLFFFIFFFFF",
 );
 
 /// Compiles [`KERNEL_SOURCE`] to PTX with the options [`Cuda::new`] uses. Needs NVRTC only (no
@@ -181,6 +195,19 @@ enum Arg {
     U(u64),
     /// `float`.
     F(f32),
+}
+
+impl Arg {
+    /// The letter of [`KERNEL_SIGNATURES`] this argument fills.
+    fn letter(&self) -> u8 {
+        match self {
+            Arg::P(_) => b'P',
+            Arg::L(_) => b'L',
+            Arg::I(_) => b'I',
+            Arg::U(_) => b'U',
+            Arg::F(_) => b'F',
+        }
+    }
 }
 
 /// `usize` as a kernel's `long long`.
@@ -285,12 +312,20 @@ impl Cuda {
     /// and type (each call site states the kernel it launches).
     fn launch(
         &self,
-        f: &CudaFunction,
+        k: &Kernel,
         cfg: LaunchConfig,
         args: &[Arg],
         what: &str,
     ) -> Result<(), DeviceError> {
-        let mut b = self.stream.launch_builder(f);
+        let sig = k.sig.as_bytes();
+        if args.len() != sig.len() || args.iter().zip(sig).any(|(a, &c)| a.letter() != c) {
+            let given: String = args.iter().map(|a| a.letter() as char).collect();
+            return Err(DeviceError(format!(
+                "cuda: {what}: kernel {} takes ({}), was given ({given})",
+                k.name, k.sig
+            )));
+        }
+        let mut b = self.stream.launch_builder(&k.f);
         for a in args {
             match a {
                 Arg::P(x) | Arg::U(x) => b.arg(x),
@@ -299,19 +334,14 @@ impl Cuda {
                 Arg::F(x) => b.arg(x),
             };
         }
-        // SAFETY: the arguments match the kernel's parameters (checked at each call site against
-        // kernels.cu) and every pointer range was checked against its buffer by the caller.
+        // SAFETY: the arguments match the kernel's parameters in number and type (checked above;
+        // the signatures are tested against kernels.cu and its PTX) and every pointer range was
+        // checked against its buffer by the caller.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(err(what))
     }
 
     /// An element-wise launch over `n` values (grid-stride kernels); nothing for n = 0.
-    fn launch_n(
-        &self,
-        f: &CudaFunction,
-        n: usize,
-        args: &[Arg],
-        what: &str,
-    ) -> Result<(), DeviceError> {
+    fn launch_n(&self, f: &Kernel, n: usize, args: &[Arg], what: &str) -> Result<(), DeviceError> {
         if n == 0 {
             return Ok(());
         }
@@ -360,7 +390,7 @@ impl Cuda {
                 op(ta),
                 int(n)?,
                 int(m)?,
-                int(k.max(1))?,
+                int(k)?,
                 &alpha,
                 b as *const f32,
                 int(ldb.max(1))?,
@@ -1107,11 +1137,41 @@ mod tests {
         }
     }
 
+    /// The parameters of kernel `name` in kernels.cu, as [`KERNEL_SIGNATURES`] letters.
+    fn source_signature(name: &str) -> String {
+        let decl = format!("__global__ void {name}(");
+        let at = KERNEL_SOURCE
+            .find(&decl)
+            .unwrap_or_else(|| panic!("kernels.cu lacks {name}"));
+        let params = &KERNEL_SOURCE[at + decl.len()..];
+        let params = &params[..params.find(')').expect("a closing parenthesis")];
+        params
+            .split(',')
+            .map(|p| {
+                let ty = p.split_whitespace().collect::<Vec<_>>();
+                let ty = ty[..ty.len() - 1].join(" ");
+                match ty.as_str() {
+                    t if t.ends_with('*') || p.contains('*') => 'P',
+                    "long long" => 'L',
+                    "unsigned long long" => 'U',
+                    "float" => 'F',
+                    "int" => 'I',
+                    other => panic!("{name}: parameter type `{other}` has no letter"),
+                }
+            })
+            .collect()
+    }
+
     #[test]
-    fn every_kernel_is_defined_in_the_source() {
-        for name in KERNEL_NAMES {
-            let decl = format!("__global__ void {name}(");
-            assert!(KERNEL_SOURCE.contains(&decl), "kernels.cu lacks {name}");
+    fn every_signature_matches_the_source() {
+        let kernels = KERNEL_SOURCE.matches("__global__ void").count();
+        assert_eq!(
+            kernels,
+            KERNEL_SIGNATURES.len(),
+            "kernels.cu defines other kernels"
+        );
+        for (name, sig) in KERNEL_SIGNATURES {
+            assert_eq!(&source_signature(name), sig, "signature of {name}");
         }
     }
 }
