@@ -13,10 +13,11 @@
 //! 1e-6 for the element-wise optimizer updates (compiled without fused multiply-adds, so they are
 //! expected to be bit-identical; the test prints whether they are); exact for dropout masks.
 //!
-//! Without a GPU each test says why it did not run the comparison and checks what it can: that
-//! `Cuda::new` fails with a message instead of panicking, and (where libnvrtc loads; set
-//! SYMBIONT_REQUIRE_NVRTC=1 to make its absence a failure, as tools/nvrtc-check.sh does) that
-//! every kernel of `kernels.cu` compiles to PTX.
+//! Without a GPU each test says why it did not run the comparison (SYMBIONT_REQUIRE_GPU=1 makes
+//! that a failure, as `scripts/gpu-check.sh run` does) and checks what it can: that `Cuda::new`
+//! fails with a message instead of panicking, and (where libnvrtc loads; SYMBIONT_REQUIRE_NVRTC=1
+//! makes its absence a failure, as tools/nvrtc-check.sh does) that every kernel of `kernels.cu`
+//! compiles to PTX with the parameters the launches pass (SYMBIONT_WRITE_PTX=FILE saves it).
 #![cfg(feature = "cuda")]
 
 use kernels::check::max_rel_diff;
@@ -42,6 +43,8 @@ fn gpu(test: &str) -> Option<Cuda> {
         }
         Err(e) => {
             assert!(!e.0.is_empty(), "Cuda::new failed without saying why");
+            let required = std::env::var("SYMBIONT_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "SYMBIONT_REQUIRE_GPU=1 but {e}");
             println!("{test}: SKIPPED the GPU comparison: {e}");
             None
         }
@@ -85,6 +88,10 @@ fn kernels_compile_with_nvrtc() {
     }
     let ptx = compile_kernels().unwrap_or_else(|e| panic!("{e}"));
     let text = ptx.to_src();
+    if let Some(path) = std::env::var_os("SYMBIONT_WRITE_PTX") {
+        std::fs::write(&path, &text).expect("writing the PTX");
+        println!("wrote the PTX to {}", path.to_string_lossy());
+    }
     for (name, sig) in KERNEL_SIGNATURES {
         // The entry's parameter list: `.param .u64 name_param_0, ...`.
         let entry = format!(".entry {name}(");

@@ -38,6 +38,9 @@ use std::sync::Arc;
 /// The kernels' source (CUDA C++), compiled at run time by NVRTC.
 pub const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
+/// The environment variable naming a PTX file of the kernels to load instead of compiling them.
+pub const PTX_VAR: &str = "SYMBIONT_CUDA_PTX";
+
 /// Threads per block of the element-wise kernels and of the per-row softmax.
 const THREADS: u32 = 256;
 /// Blocks of the f64 sum of squares (its partials are added on the host, in order).
@@ -246,14 +249,27 @@ impl Cuda {
     /// GPU `ordinal`: probes the driver first (cudarc panics without it), then the cuBLAS and
     /// NVRTC libraries, creates a context, a stream and a cuBLAS handle (fp32 GEMMs, no TF32)
     /// and compiles the kernels. Every failure is an error naming what is missing.
+    ///
+    /// With `SYMBIONT_CUDA_PTX=FILE` the kernels are loaded from that PTX (written by
+    /// [`compile_kernels`] elsewhere, e.g. by `scripts/gpu-check.sh build`) instead of compiled:
+    /// a machine with the driver and cuBLAS but no NVRTC can then run them.
     pub fn new(ordinal: usize) -> Result<Cuda, DeviceError> {
         let info = kernels::device::probe_cuda(ordinal).map_err(DeviceError)?;
-        for lib in ["cublas", "nvrtc"] {
-            if let Some(missing) = missing_library(lib) {
-                return Err(DeviceError(missing));
-            }
+        if let Some(missing) = missing_library("cublas") {
+            return Err(DeviceError(missing));
         }
-        let ptx = compile_kernels()?;
+        let ptx = match std::env::var_os(PTX_VAR) {
+            Some(file) => {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    DeviceError(format!(
+                        "cuda: reading {PTX_VAR}={}: {e}",
+                        file.to_string_lossy()
+                    ))
+                })?;
+                Ptx::from_src(text)
+            }
+            None => compile_kernels()?,
+        };
         std::panic::catch_unwind(|| Self::start(ordinal, info.name, ptx)).map_err(|_| {
             DeviceError(format!(
                 "cuda:{ordinal}: starting the device panicked (a CUDA library is missing or broken)"
