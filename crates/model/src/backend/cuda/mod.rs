@@ -546,20 +546,23 @@ impl Cuda {
         self.launch_n(&self.k.gates_bwd, b * h, &args, "gate epilogue backward")
     }
 
-    /// A zero-filled buffer of `n` values of `T` (cudarc's empty slice for n = 0).
+    /// A zero-filled buffer of `n` values of `T`. An empty one holds one value's allocation
+    /// (the driver refuses allocations of 0 bytes) and says it has none.
     fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
         &self,
         n: usize,
     ) -> Result<CudaSlice<T>, DeviceError> {
-        if n == 0 {
-            self.stream
-                .null()
-                .map_err(err("allocating an empty buffer"))
-        } else {
-            self.stream
-                .alloc_zeros(n)
-                .map_err(err(&format!("allocating {n} values")))
+        let buf = self
+            .stream
+            .alloc_zeros(n.max(1))
+            .map_err(err(&format!("allocating {n} values")))?;
+        if n > 0 {
+            return Ok(buf);
         }
+        let ptr = buf.leak();
+        // SAFETY: `ptr` is the live allocation just leaked, of one T (room for the 0 claimed);
+        // the new slice owns it and frees it when dropped.
+        Ok(unsafe { self.stream.upgrade_device_ptr(ptr, 0) })
     }
 
     /// Copies a device buffer to the host and waits for it.
