@@ -4,8 +4,9 @@
 //! forward and backward (LSTM and H-LSTM, two layers, dropout and gate dropout, a non-zero
 //! carried-in state) from the same parameters on both, comparing the loss, every row's loss, the
 //! logits, the logits' gradient, every parameter's gradient and the final state; dropout masks
-//! (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares and
-//! one optimizer update of each kind.
+//! (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares, one
+//! optimizer update of each kind, and three training steps (forward, backward, gradient norm,
+//! momentum SGD) with the state, workspace and buffers carried from step to step.
 //!
 //! Tolerances (`kernels::check::max_rel_diff`, relative to the largest magnitude of the CPU's
 //! tensor): 1e-4 for results that went through GEMMs and reductions (their summation orders
@@ -445,5 +446,103 @@ fn optimizer_updates_match_the_cpu() {
         close(&format!("{name} parameters"), &pg, &p, TOL_UPDATE);
         close(&format!("{name} first state"), &mg, &m, TOL_UPDATE);
         close(&format!("{name} second state"), &vg, &v, TOL_UPDATE);
+    }
+}
+
+#[test]
+fn training_steps_match_the_cpu() {
+    let Some(cuda) = gpu("training_steps_match_the_cpu") else {
+        return;
+    };
+    // Three steps of forward, backward, gradient norm and momentum SGD with the state carried from batch
+    // to batch and the workspace, gradients and optimizer state reused, on both devices.
+    let config = LmConfig {
+        dropout: 0.2,
+        gate_hidden: 5,
+        gate_dropout: 0.1,
+        ..LmConfig::lstm(23, 8, 2)
+    };
+    let (t, b) = (4, 2);
+    let mut model = LanguageModel::<f32>::new(config.clone()).expect("config");
+    model.init_uniform(0.2, 11);
+    let n = model.layout.total();
+    let full = Support::full(n);
+    let mut ws = model.workspace(t, b);
+    let mut st = LmState::zeros(&config, b);
+    let (mut p, mut g, mut m, mut v) = (
+        model.params.clone(),
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+    );
+    let mut wsd = model.workspace_on(&cuda, t, b).unwrap();
+    let mut std_ = LmState::zeros_on(&cuda, &config, b).unwrap();
+    let mut pd = cuda.upload(&model.params).unwrap();
+    let (mut gd, mut md, mut vd) = (
+        cuda.zeros(n).unwrap(),
+        cuda.zeros(n).unwrap(),
+        cuda.zeros(n).unwrap(),
+    );
+    for step in 0..3u64 {
+        let ids = |seed: u64| -> Vec<u32> {
+            let rng = CounterRng::new(seed);
+            (0..(t * b) as u64)
+                .map(|i| (rng.bits(step, i) % 23) as u32)
+                .collect()
+        };
+        let (tokens, targets) = (ids(5), ids(6));
+        let dropout = Some(DropoutCtx {
+            rng: CounterRng::new(3),
+            p: 0.0,
+            step,
+        });
+        // Momentum SGD: linear in the gradient, so the devices' rounding differences stay as
+        // small in the parameters (Adam's first steps are ~lr·sign(g), which would turn a
+        // rounding-level gradient of either sign into a difference of 2·lr).
+        let u = Update::Momentum {
+            lr: 0.5,
+            gs: 1.0,
+            wd: 1e-4,
+            mu: 0.9,
+        };
+        // CPU: the model's own parameters are `p`, copied in for each forward.
+        model.params.copy_from_slice(&p);
+        Cpu.fill_on(&mut g, &full, 0.0).unwrap();
+        let loss = model.forward(&mut ws, &tokens, &targets, &mut st, dropout, Some(0.5));
+        model.backward(&mut ws, &mut g);
+        let norm = Backend::<f32>::sum_squares_on(&Cpu, &g, &full).unwrap();
+        Cpu.update(&mut p, &g, [Some(&mut m), Some(&mut v)], u, &full)
+            .unwrap();
+        // GPU.
+        cuda.fill_on(&mut gd, &full, 0.0).unwrap();
+        let batch = (&tokens[..], &targets[..], dropout, Some(0.5));
+        let loss_d = model
+            .forward_on(&cuda, &pd, &mut wsd, batch, &mut std_)
+            .unwrap();
+        model.backward_on(&cuda, &pd, &mut wsd, &mut gd).unwrap();
+        let norm_d = cuda.sum_squares_on(&gd, &full).unwrap();
+        cuda.update(&mut pd, &gd, [Some(&mut md), Some(&mut vd)], u, &full)
+            .unwrap();
+        println!("  step {step}: loss cpu {loss} gpu {loss_d}, |g|² cpu {norm} gpu {norm_d}");
+        assert!(((loss_d - loss) / loss).abs() < TOL, "loss of step {step}");
+        assert!(
+            ((norm_d - norm) / norm).abs() < TOL,
+            "gradient norm of step {step}"
+        );
+        close(
+            &format!("parameters after step {step}"),
+            &down(&cuda, &pd),
+            &p,
+            TOL,
+        );
+    }
+    let host = std_.download(&cuda).unwrap();
+    for l in 0..config.layers {
+        close(
+            &format!("carried h of layer {l}"),
+            &host.h[l],
+            &st.h[l],
+            TOL,
+        );
     }
 }
