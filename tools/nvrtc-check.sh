@@ -19,6 +19,7 @@ if [ -z "$(lib_of "$venv")" ]; then
     "$venv/bin/pip" install --quiet "$package"
 fi
 lib=$(lib_of "$venv")
+[ -z "$lib" ] || lib=$(realpath "$lib")
 [ -n "$lib" ] || { echo "no libnvrtc.so.* in $venv after installing $package" >&2; exit 1; }
 echo "NVRTC: $lib"
 export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
