@@ -9,7 +9,9 @@
 #                                PTX, so that the GPU machine needs no NVRTC
 #   scripts/gpu-check.sh run     there, from the repository root with target/gpu-bundle/ carried:
 #                                prints nvidia-smi, finds cuBLAS (and NVRTC), runs the executables
-#                                with SYMBIONT_REQUIRE_GPU=1 (a skipped comparison is a failure)
+#                                with SYMBIONT_REQUIRE_GPU=1 (a skipped comparison is a failure),
+#                                the parity test once per way of getting the kernels (NVRTC there,
+#                                the bundled PTX)
 #                                and writes everything under $OUT/gpu-check/ (or docs/gpu-check/
 #                                when OUT is not set); exits non-zero when a check failed
 set -euo pipefail
@@ -39,7 +41,10 @@ for line in sys.stdin:
         echo "bundled $name ($(du -h "$bundle/bin/$name" | cut -f1)) from $exe"
     done
     # The kernels as PTX, when NVRTC is available (installed from PyPI by tools/nvrtc-check.sh).
-    if tools/nvrtc-check.sh "$bundle/kernels.ptx" >"$bundle/nvrtc-check.log" 2>&1; then
+    # NVRTC 12.0 makes PTX ISA 8.0, which every driver since 525 (the first for H100s) loads.
+    if NVRTC_VENV=${NVRTC_VENV:-target/nvrtc-venv-12.0} \
+        NVRTC_PACKAGE=${NVRTC_PACKAGE:-nvidia-cuda-nvrtc-cu12==12.0.140} \
+        tools/nvrtc-check.sh "$bundle/kernels.ptx" >"$bundle/nvrtc-check.log" 2>&1; then
         echo "bundled kernels.ptx ($(du -h "$bundle/kernels.ptx" | cut -f1))"
     else
         rm -f "$bundle/kernels.ptx"
@@ -62,6 +67,10 @@ find_lib_dirs() {
     local -a candidates=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib
         /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/lib)
     for d in /usr/local/cuda-*/lib64; do candidates+=("$d"); done
+    local IFS_=$IFS
+    IFS=: read -r -a from_env <<<"${LD_LIBRARY_PATH:-}"
+    IFS=$IFS_
+    candidates+=("${from_env[@]}")
     if command -v python3 >/dev/null; then
         for d in $(python3 -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null); do
             for sub in "$d"/nvidia/*/lib "$d"/nvidia/cu*/lib; do candidates+=("$sub"); done
@@ -94,24 +103,32 @@ run() {
         note "lib$lib: ${dirs:-not found in the usual places}"
         if [ -n "$dirs" ]; then export LD_LIBRARY_PATH="$dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
     done
-    if [ -f "$bundle/kernels.ptx" ] && [ -z "$(find_lib_dirs nvrtc)" ]; then
-        export SYMBIONT_CUDA_PTX=$PWD/$bundle/kernels.ptx
-        note "kernels: from $SYMBIONT_CUDA_PTX (no NVRTC here)"
-    fi
+    # The kernels two ways where both can be had: compiled here by NVRTC, and the bundled PTX.
+    local -a modes=()
+    [ -n "$(find_lib_dirs nvrtc)" ] && modes+=(nvrtc)
+    [ -f "$bundle/kernels.ptx" ] && modes+=(ptx)
+    [ ${#modes[@]} -gt 0 ] || { note "kernels: no NVRTC here and no bundled PTX"; modes=(nvrtc); }
     export SYMBIONT_REQUIRE_GPU=1 RUST_BACKTRACE=1
-    local exe name rc
+    local exe name rc mode log
     for exe in "$bundle"/bin/*; do
         name=$(basename "$exe")
-        set +e
-        if [ "$name" = model-unit ]; then
-            "$exe" backend::cuda --test-threads=1 >"$out/$name.txt" 2>&1
-        else
-            "$exe" --nocapture --test-threads=1 >"$out/$name.txt" 2>&1
-        fi
-        rc=$?
-        set -e
-        note "$name: exit $rc, $(grep -E '^test result' "$out/$name.txt" | tail -1)"
-        [ "$rc" -eq 0 ] || status=1
+        for mode in "${modes[@]}"; do
+            log=$out/$name.txt
+            [ "$name" = model-unit ] || log=$out/$name-$mode.txt
+            set +e
+            if [ "$name" = model-unit ]; then
+                "$exe" backend::cuda --test-threads=1 >"$log" 2>&1
+            elif [ "$mode" = ptx ]; then
+                SYMBIONT_CUDA_PTX=$PWD/$bundle/kernels.ptx "$exe" --nocapture --test-threads=1 >"$log" 2>&1
+            else
+                "$exe" --nocapture --test-threads=1 >"$log" 2>&1
+            fi
+            rc=$?
+            set -e
+            note "$(basename "$log" .txt): exit $rc, $(grep -E '^test result' "$log" | tail -1)"
+            [ "$rc" -eq 0 ] || status=1
+            [ "$name" != model-unit ] || break
+        done
     done
     note "results in $out"
     if [ "$status" -eq 0 ]; then note "gpu-check: PASSED"; else note "gpu-check: FAILED"; fi
