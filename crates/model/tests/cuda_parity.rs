@@ -2,7 +2,8 @@
 //!
 //! On a machine with an NVIDIA GPU (and the cuBLAS and NVRTC libraries): the language model's
 //! forward and backward (LSTM and H-LSTM, two layers, dropout and gate dropout, a non-zero
-//! carried-in state) from the same parameters on both, comparing the loss, every row's loss, the
+//! carried-in state; also a vocabulary wider than a block and uneven widths) from the same
+//! parameters on both, comparing the loss, every row's loss, the
 //! logits, the logits' gradient, every parameter's gradient and the final state; dropout masks
 //! (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares, one
 //! optimizer update of each kind, and three training steps (forward, backward, gradient norm,
@@ -262,6 +263,29 @@ fn hlstm_language_model_matches_the_cpu() {
         config,
         "H-LSTM, 2 layers, M = 6, dropout 0.25, gate dropout 0.2",
     );
+}
+
+#[test]
+fn wider_shapes_match_the_cpu() {
+    let Some(cuda) = gpu("wider_shapes_match_the_cpu") else {
+        return;
+    };
+    // A vocabulary wider than a block (several columns per softmax thread, transposes of partial
+    // 32 x 32 tiles) and layers of different widths.
+    let config = LmConfig {
+        embedding: 33,
+        dropout: 0.1,
+        hidden_sizes: vec![70, 45],
+        ..LmConfig::lstm(701, 70, 2)
+    };
+    lm_parity(&cuda, config, "LSTM, V = 701, H = 70 / 45");
+    let config = LmConfig {
+        embedding: 20,
+        gate_hidden: 37,
+        gate_dropout: 0.3,
+        ..LmConfig::lstm(300, 50, 1)
+    };
+    lm_parity(&cuda, config, "H-LSTM, V = 300, H = 50, M = 37, one layer");
 }
 
 #[test]
