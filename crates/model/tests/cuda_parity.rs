@@ -3,9 +3,8 @@
 //! On a machine with an NVIDIA GPU (and the cuBLAS and NVRTC libraries): the language model's
 //! forward and backward (LSTM and H-LSTM, two layers, dropout and gate dropout, a non-zero
 //! carried-in state; also a vocabulary wider than a block and uneven widths) from the same
-//! parameters on both, comparing the loss, every row's loss, the
-//! logits, the logits' gradient, every parameter's gradient and the final state; dropout masks
-//! (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares, one
+//! parameters on both, comparing the loss, every row's loss, the logits, the logits' gradient,
+//! every parameter's gradient and the final state; dropout masks (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares, one
 //! optimizer update of each kind, and three training steps (forward, backward, gradient norm,
 //! momentum SGD) with the state, workspace and buffers carried from step to step.
 //!
