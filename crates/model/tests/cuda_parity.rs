@@ -4,9 +4,10 @@
 //! forward and backward (LSTM and H-LSTM, two layers, dropout and gate dropout, a non-zero
 //! carried-in state; also a vocabulary wider than a block and uneven widths) from the same
 //! parameters on both, comparing the loss, every row's loss, the logits, the logits' gradient,
-//! every parameter's gradient and the final state; dropout masks (bit-identical), GEMMs with offsets and transposes, fills on a support, the sum of squares, one
-//! optimizer update of each kind, and three training steps (forward, backward, gradient norm,
-//! momentum SGD) with the state, workspace and buffers carried from step to step.
+//! every parameter's gradient and the final state; dropout masks (bit-identical), GEMMs with
+//! offsets and transposes, fills on a support, the sum of squares, one optimizer update of each
+//! kind, and three training steps (forward, backward, gradient norm, momentum SGD) with the state,
+//! workspace and buffers carried from step to step.
 //!
 //! Tolerances (`kernels::check::max_rel_diff`, relative to the largest magnitude of the CPU's
 //! tensor): 1e-4 for results that went through GEMMs and reductions (their summation orders
