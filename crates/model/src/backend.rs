@@ -15,6 +15,8 @@
 //! [`DeviceError`] naming what failed (the CPU never fails).
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 pub use cpu::Cpu;
 
