@@ -13,7 +13,8 @@ Vocabulary: built from ptb.train.txt in first-appearance order, with <eos>
 appended at each line end (as in pytorch/examples word_language_model).
 
 Only the --steps timed steps (after --warmup untimed ones) are measured, with
-time.perf_counter(). CPU only.
+time.perf_counter(); with --device cuda the steps are synchronized before the clock is read
+(cuDNN's LSTM, as GPU users train it).
 
 Usage (from the repo root):
     .venv/bin/python bench/pytorch_train_throughput.py --hidden 200 --steps 50 --threads 2 --json
@@ -69,7 +70,7 @@ class ZarembaLm(nn.Module):
                 p.uniform_(-r, r)
 
     def zero_state(self, bsz):
-        z = torch.zeros(self.layers, bsz, self.hidden)
+        z = torch.zeros(self.layers, bsz, self.hidden, device=self.decoder.weight.device)
         return (z, z.clone())
 
     def forward(self, inp, state):
@@ -90,6 +91,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N]")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
@@ -97,10 +99,13 @@ def main():
     torch.manual_seed(args.seed)
     data_dir = args.data_dir if os.path.isabs(args.data_dir) else os.path.join(REPO, args.data_dir)
     train, vocab = load_train(os.path.normpath(data_dir))
-    train = batchify(train, BATCH)
+    device = torch.device(args.device)
+    train = batchify(train, BATCH).to(device)
 
     model = ZarembaLm(vocab, args.hidden, args.layers, args.dropout)
     model.init_weights(args.init)
+    model.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model.train()
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=LR)
@@ -129,9 +134,11 @@ def main():
     for _ in range(args.warmup):
         step()
     loss = None
+    sync()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         loss = step()
+    sync()
     seconds = time.perf_counter() - t0
     final_loss = float(loss.item()) if loss is not None else float("nan")
 
@@ -139,6 +146,7 @@ def main():
         "engine": "pytorch",
         "torch": torch.__version__,
         "threads": args.threads,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "hidden": args.hidden,
         "layers": args.layers,
         "batch": BATCH,

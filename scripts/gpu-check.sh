@@ -40,6 +40,10 @@ for line in sys.stdin:
         strip --strip-debug "$bundle/bin/$name" 2>/dev/null || true
         echo "bundled $name ($(du -h "$bundle/bin/$name" | cut -f1)) from $exe"
     done
+    # The CLI, for training and evaluation on the GPU (`--device cuda:0`).
+    cp "$CARGO_TARGET_DIR/release/symbiont" "$bundle/symbiont"
+    strip --strip-debug "$bundle/symbiont" 2>/dev/null || true
+    echo "bundled symbiont ($(du -h "$bundle/symbiont" | cut -f1))"
     # The kernels as PTX, when NVRTC is available (installed from PyPI by tools/nvrtc-check.sh).
     # NVRTC 12.0 makes PTX ISA 8.0, which every driver since 525 (the first for H100s) loads.
     if NVRTC_VENV=${NVRTC_VENV:-target/nvrtc-venv-12.0} \
@@ -130,9 +134,52 @@ run() {
             [ "$name" != model-unit ] || break
         done
     done
+    [ "$status" -eq 0 ] && [ -x "$bundle/symbiont" ] && train_runs "$out" "${modes[0]}" || status=1
     note "results in $out"
     if [ "$status" -eq 0 ]; then note "gpu-check: PASSED"; else note "gpu-check: FAILED"; fi
     return "$status"
+}
+
+# PTB training and evaluation through the CLI on the GPU, with PyTorch's cuDNN LSTM on the same
+# model beside it when python3 has torch: tokens/s of each (STEPS_SMALL / STEPS_MEDIUM /
+# STEPS_LARGE steps; 0 skips one), one JSON line each in train.jsonl; then the PTB-small
+# checkpoint's validation perplexity evaluated on the GPU and on the CPU (EVAL=0 skips it).
+train_runs() {
+    local out=$1 mode=$2 data=${PTB:-../shared/data/ptb} cfg steps hidden dropout init log
+    [ -f "$data/ptb.train.txt" ] || { note "train: no PTB at $data (set PTB=DIR)"; return 0; }
+    [ "$mode" = ptx ] && export SYMBIONT_CUDA_PTX=$PWD/$bundle/kernels.ptx
+    local have_torch=0
+    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null && have_torch=1
+    for cfg in small:${STEPS_SMALL:-600}:200:0.0:0.1 medium:${STEPS_MEDIUM:-300}:650:0.5:0.05 \
+        large:${STEPS_LARGE:-200}:1500:0.65:0.04; do
+        IFS=: read -r name steps hidden dropout init <<<"$cfg"
+        [ "$steps" -gt 0 ] || continue
+        log=$out/train-$name.txt
+        rm -rf "$out/run-$name"
+        set +e
+        timeout "${TRAIN_TIMEOUT:-150}" "$bundle/symbiont" --device cuda:0 train \
+            --config "configs/ptb-$name.toml" --data-dir "$data" --out "$out/run-$name" \
+            --max-steps "$steps" --json --no-progress >"$log" 2>&1
+        local rc=$?
+        set -e
+        tail -1 "$log" | grep '^{' | sed "s/^{/{\"what\":\"symbiont ptb-$name\",/" >>"$out/train.jsonl"
+        note "train ptb-$name on cuda:0, $steps steps: exit $rc, $(tail -1 "$log" | grep -o '"session_tokens_per_s":[0-9.]*')"
+        if [ "$have_torch" = 1 ]; then
+            timeout 120 python3 bench/pytorch_train_throughput.py --device cuda --hidden "$hidden" \
+                --dropout "$dropout" --init "$init" --steps 100 --warmup 10 --data-dir "$data" --json \
+                >"$out/pytorch-$name.txt" 2>&1 &&
+                tail -1 "$out/pytorch-$name.txt" >>"$out/train.jsonl" &&
+                note "pytorch cuDNN ptb-$name: $(tail -1 "$out/pytorch-$name.txt" | grep -o '"tokens_per_s": [0-9.]*')"
+        fi
+    done
+    if [ "${EVAL:-1}" = 1 ] && [ -d "$out/run-small/checkpoint" ]; then
+        "$bundle/symbiont" --device cuda:0 eval --checkpoint "$out/run-small" --split valid \
+            --data-dir "$data" --json >"$out/eval-small-cuda.txt" 2>&1
+        "$bundle/symbiont" eval --checkpoint "$out/run-small" --split valid --data-dir "$data" \
+            --json >"$out/eval-small-cpu.txt" 2>&1
+        note "eval ptb-small valid: cuda $(grep -o '"perplexity":[0-9.]*' "$out/eval-small-cuda.txt"), cpu $(grep -o '"perplexity":[0-9.]*' "$out/eval-small-cpu.txt")"
+    fi
+    rm -rf "$out"/run-*
 }
 
 case "${1:-}" in
