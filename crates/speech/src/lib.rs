@@ -4,9 +4,12 @@
 //! them. Everything here is host code over plain slices, tested against independent references.
 
 pub mod an4;
+pub mod batchnorm;
+pub mod conv;
 pub mod ctc;
 pub mod error;
 pub mod features;
+pub mod hardtanh;
 pub mod labels;
 pub mod metrics;
 pub mod wav;
