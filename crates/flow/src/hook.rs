@@ -423,10 +423,7 @@ mod tests {
                     epoch: 0,
                     batches_per_epoch: 10,
                 };
-                let state = OptimState {
-                    m: (!opt.m.is_empty()).then_some(&mut opt.m),
-                    v: (!opt.v.is_empty()).then_some(&mut opt.v),
-                };
+                let state = OptimState::host(&mut opt.m, &mut opt.v);
                 hook.after_step(&be, &info, &mut m.params, state).unwrap();
             }
             assert_eq!(hook.units_alive(), vec![4, 4], "gate_hidden {gate_hidden}");

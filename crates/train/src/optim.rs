@@ -23,11 +23,6 @@ pub fn grad_norm(grads: &[f32]) -> f64 {
     sum_squares(grads).sqrt()
 }
 
-/// The global L2 norm of `grads`, which are zero outside `support`.
-pub fn grad_norm_on(grads: &[f32], support: &Support) -> f64 {
-    support.sum_squares(grads).sqrt()
-}
-
 /// Scales `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
 /// `clip_grad_norm_`). Returns the norm before clipping. The trainer instead passes
 /// [`clip_factor`] to [`Optimizer::step_scaled`], which saves a pass over the gradients.
@@ -85,11 +80,15 @@ impl Optimizer {
         support: &Support,
     ) {
         let (mut m, mut v) = (std::mem::take(&mut self.m), std::mem::take(&mut self.v));
-        let state = OptimState::<Cpu> {
-            m: (!m.is_empty()).then_some(&mut m),
-            v: (!v.is_empty()).then_some(&mut v),
-        };
-        let r = self.update_on(&Cpu, params, grads, state, gs, lr, support);
+        let r = self.update_on(
+            &Cpu,
+            params,
+            grads,
+            OptimState::host(&mut m, &mut v),
+            gs,
+            lr,
+            support,
+        );
         (self.m, self.v) = (m, v);
         infallible(r)
     }
@@ -156,6 +155,16 @@ impl Optimizer {
 pub struct OptimState<'a, B: Backend<f32>> {
     pub m: Option<&'a mut B::Buf>,
     pub v: Option<&'a mut B::Buf>,
+}
+
+impl<'a> OptimState<'a, Cpu> {
+    /// [`Optimizer::m`] and [`Optimizer::v`] on the host (an empty vector: no such buffer).
+    pub fn host(m: &'a mut Vec<f32>, v: &'a mut Vec<f32>) -> Self {
+        Self {
+            m: (!m.is_empty()).then_some(m),
+            v: (!v.is_empty()).then_some(v),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -239,7 +248,7 @@ mod tests {
                 let (mut pa, mut pb) = (params.clone(), params.clone());
                 for _ in 0..3 {
                     let norm = grad_norm(&grads);
-                    assert_eq!(norm.to_bits(), grad_norm_on(&grads, &support).to_bits());
+                    assert_eq!(norm.to_bits(), support.sum_squares(&grads).sqrt().to_bits());
                     let coef = clip_factor(norm, 5.0);
                     a.step_scaled(&mut pa, &grads, coef, 0.1);
                     b.step_scaled_on(&mut pb, &grads, coef, 0.1, &support);

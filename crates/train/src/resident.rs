@@ -41,12 +41,14 @@ impl<B: Backend<f32>> Resident<B> {
         })
     }
 
-    /// The optimizer's state buffers, for an update or a hook.
-    pub fn optim_state(&mut self) -> OptimState<'_, B> {
-        OptimState {
+    /// The parameters, the gradients and the optimizer's state buffers, borrowed together for
+    /// an update or a hook.
+    pub fn parts(&mut self) -> (&mut B::Buf, &B::Buf, OptimState<'_, B>) {
+        let state = OptimState {
             m: self.m.as_mut(),
             v: self.v.as_mut(),
-        }
+        };
+        (&mut self.params, &self.grads, state)
     }
 
     /// Copies the device state into `ckpt` (for a save or an evaluation on the host); the device

@@ -315,25 +315,12 @@ impl<B: Backend<f32>> Run<'_, B> {
                 }
                 // Clipping folded into the update (one pass over the gradients instead of two).
                 let coef = clip_factor(norm, cfg.optim.clip_norm);
-                let state = OptimState {
-                    m: dev.m.as_mut(),
-                    v: dev.v.as_mut(),
-                };
-                ckpt.optimizer.update_on(
-                    be,
-                    &mut dev.params,
-                    &dev.grads,
-                    state,
-                    coef,
-                    lr,
-                    &support,
-                )?;
+                let (params, grads, state) = dev.parts();
+                ckpt.optimizer
+                    .update_on(be, params, grads, state, coef, lr, &support)?;
                 written = support;
-                let state = OptimState {
-                    m: dev.m.as_mut(),
-                    v: dev.v.as_mut(),
-                };
-                for event in hook.after_step(be, &info, &mut dev.params, state)? {
+                let (params, _, state) = dev.parts();
+                for event in hook.after_step(be, &info, params, state)? {
                     metrics.write(event)?;
                 }
                 ckpt.trainer.step += 1;

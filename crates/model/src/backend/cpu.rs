@@ -326,12 +326,10 @@ impl<F: Real> Backend<F> for Cpu {
         let n = targets.len();
         let grad = train.map(|t| {
             t.dbias.fill(F::ZERO);
-            // Allocated on the first training forward only (evaluation never needs it).
-            t.transposed.resize(n * v, F::ZERO);
             XentGrad {
                 scale: F::from_f64(t.scale as f64),
                 dbias: Some(&mut t.dbias[..]),
-                transposed: Some(&mut t.transposed[..]),
+                transposed: Some(&mut t.transposed[..n * v]),
             }
         });
         softmax_xent_biased(
