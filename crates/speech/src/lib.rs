@@ -5,13 +5,20 @@
 
 pub mod an4;
 pub mod batchnorm;
+pub mod beam;
+pub mod bilstm;
+pub mod checkpoint;
+pub mod config;
 pub mod conv;
 pub mod ctc;
+pub mod data;
+pub mod deepspeech;
 pub mod error;
 pub mod features;
 pub mod hardtanh;
 pub mod labels;
 pub mod metrics;
+pub mod training;
 pub mod wav;
 
 pub use error::SpeechError;

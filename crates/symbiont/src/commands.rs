@@ -18,6 +18,18 @@ use train::TrainConfig;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
+/// Whether `train` was given a speech config (`[model] arch = "deepspeech"`) or a speech run
+/// to resume.
+fn is_speech_run(args: &TrainArgs) -> bool {
+    match (&args.resume, &args.config) {
+        (Some(dir), _) => speech::checkpoint::is_speech_checkpoint(dir),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).is_ok_and(|text| speech::config::is_speech_config(&text))
+        }
+        (None, None) => false,
+    }
+}
+
 /// Sizes rayon's global pool: `--threads`, else the config's, else all cores.
 pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
     let n = cli.unwrap_or(config);
@@ -31,6 +43,9 @@ pub(crate) fn set_threads(cli: Option<usize>, config: usize) -> Result<()> {
 }
 
 pub fn train(args: TrainArgs, threads: Option<usize>, device: Device) -> Result<u8> {
+    if is_speech_run(&args) {
+        return crate::speech_cli::train_speech(args, threads, device);
+    }
     let file_config = args
         .config
         .as_deref()
@@ -166,6 +181,12 @@ pub fn train(args: TrainArgs, threads: Option<usize>, device: Device) -> Result<
 }
 
 pub fn eval(args: EvalArgs, threads: Option<usize>, device: Device) -> Result<u8> {
+    if speech::checkpoint::is_speech_checkpoint(&args.checkpoint) {
+        return crate::speech_cli::eval_speech(args, threads, device);
+    }
+    if args.beam.is_some() {
+        return Err("--beam decodes speech models; this is a language-model checkpoint".into());
+    }
     let ckpt = Checkpoint::load(&args.checkpoint)?;
     set_threads(threads, ckpt.config.run.threads)?;
     if args.batch == 0 || args.bptt == 0 {

@@ -14,6 +14,7 @@ mod peak;
 mod profiling;
 mod report;
 mod signals;
+mod speech_cli;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,14 +41,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a language model on PTB from a config file (or continue one with --resume).
+    /// Train a model from a config file (or continue one with --resume): a word language model
+    /// on PTB, or a DeepSpeech2 speech model on AN4 (`[model] arch = "deepspeech"`).
     Train(TrainArgs),
     /// The symbiotic flow for one target: latency table, seed sized by the frontier, grow,
     /// accuracy-constrained pruning, unit removal and snap, the target's finish; writes
     /// RUN/final/model.safetensors and RUN/flow.json (resumable with --resume RUN).
     Compress(compress::CompressArgs),
-    /// Perplexity of a trained checkpoint on a PTB split.
+    /// Perplexity of a trained LM checkpoint on a PTB split, or WER / CER of a speech checkpoint
+    /// on an AN4 split.
     Eval(EvalArgs),
+    /// Transcribe 16 kHz mono WAV files with a trained speech model: one line per file.
+    Transcribe(TranscribeArgs),
     /// Run the f64 finite-difference gradient checks of every layer and the whole model.
     /// Exits 1 when any check fails.
     Gradcheck(GradcheckArgs),
@@ -141,9 +146,27 @@ pub struct EvalArgs {
     /// auto).
     #[arg(long)]
     pub format: Option<infer::FormatChoice>,
-    /// Print a JSON object: {"perplexity", "loss", "tokens", "split", "batch", "checkpoint"}.
+    /// Speech models: decode with a prefix beam search keeping this many prefixes (default:
+    /// greedy decoding).
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// Print a JSON object: {"perplexity", "loss", "tokens", "split", "batch", "checkpoint"} for
+    /// an LM; {"wer", "cer", "wer_mean_utterance", "loss", "utterances", "words", …} for speech.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TranscribeArgs {
+    /// A speech checkpoint folder (from `symbiont train` with a DeepSpeech config).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Decode with a prefix beam search keeping this many prefixes (default: greedy).
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// 16 kHz mono 16-bit WAV files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -213,6 +236,7 @@ impl Command {
             Command::Report(_) => "report",
             Command::Peak(_) => "peak",
             Command::Isa(_) => "isa",
+            Command::Transcribe(_) => "transcribe",
         }
     }
 }
@@ -242,6 +266,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(a) => commands::gradcheck(a, cli.threads),
         Command::Peak(a) => peak::peak(a, cli.threads),
         Command::Isa(a) => commands::isa(a),
+        Command::Transcribe(a) => speech_cli::transcribe(a, cli.threads, cli.device),
         Command::Inspect(a) => commands::inspect(a),
         Command::Compact(a) => commands::compact(a),
         Command::Export(a) => export::export(a),

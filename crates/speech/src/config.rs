@@ -1,0 +1,209 @@
+//! A speech training config (`configs/an4-*.toml`): `[model] arch = "deepspeech"` tells it from a
+//! language-model config. `[optim]` is the LM trainer's (SGD / momentum / Adam / AdamW, clip).
+
+use crate::deepspeech::DeepSpeechConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use train::config::OptimConfig;
+
+/// The whole config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechConfig {
+    pub model: ModelSection,
+    #[serde(default)]
+    pub data: DataSection,
+    pub optim: OptimConfig,
+    pub schedule: ScheduleSection,
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+/// `[model]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Must be "deepspeech".
+    pub arch: String,
+    pub hidden: usize,
+    pub layers: usize,
+    #[serde(default = "default_channels")]
+    pub conv_channels: usize,
+}
+
+fn default_channels() -> usize {
+    32
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The corpus folder (default: ../shared/data/an4, else data/an4).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Visit the first epoch shortest utterances first.
+    #[serde(default = "yes")]
+    pub sortagrad: bool,
+    /// Leave out unreadable audio files with a warning instead of stopping.
+    #[serde(default)]
+    pub skip_bad_files: bool,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            dir: None,
+            batch: default_batch(),
+            sortagrad: true,
+            skip_bad_files: false,
+        }
+    }
+}
+
+fn default_batch() -> usize {
+    20
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[schedule]`: `epochs` epochs, the learning rate divided by `anneal` after each
+/// (deepspeech.pytorch's 1.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub epochs: usize,
+    #[serde(default = "one")]
+    pub anneal: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl ScheduleSection {
+    /// Learning rate of 0-based `epoch`.
+    pub fn lr(&self, base: f64, epoch: usize) -> f64 {
+        base / self.anneal.powi(epoch as i32)
+    }
+}
+
+/// `[run]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Steps between progress lines.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Epochs between test-set evaluations (0 = only at the end).
+    #[serde(default = "one_usize")]
+    pub eval_every: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            seed: default_seed(),
+            log_every: default_log_every(),
+            eval_every: 1,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_log_every() -> usize {
+    10
+}
+fn one_usize() -> usize {
+    1
+}
+
+/// Whether a config text is a speech config (`[model] arch = "deepspeech"`): how the CLI tells
+/// which trainer to run.
+pub fn is_speech_config(text: &str) -> bool {
+    let Ok(value) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    value
+        .get("model")
+        .and_then(|m| m.get("arch"))
+        .and_then(|a| a.as_str())
+        == Some("deepspeech")
+}
+
+impl SpeechConfig {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, String> {
+        let cfg: SpeechConfig = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        cfg.validate().map_err(|e| format!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    pub fn deepspeech(&self) -> DeepSpeechConfig {
+        DeepSpeechConfig {
+            hidden: self.model.hidden,
+            layers: self.model.layers,
+            conv_channels: self.model.conv_channels,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.model.arch != "deepspeech" {
+            return Err(format!(
+                "[model] arch = \"{}\": speech configs take \"deepspeech\"",
+                self.model.arch
+            ));
+        }
+        self.deepspeech().validate()?;
+        if self.data.batch == 0 {
+            return Err("[data] batch must be positive".into());
+        }
+        if self.schedule.epochs == 0 {
+            return Err("[schedule] epochs must be positive".into());
+        }
+        if self.schedule.anneal.is_nan() || self.schedule.anneal < 1.0 {
+            return Err(format!(
+                "[schedule] anneal = {}: must be ≥ 1 (the lr is divided by it every epoch)",
+                self.schedule.anneal
+            ));
+        }
+        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
+            return Err(format!("[optim] lr = {}: must be positive", self.optim.lr));
+        }
+        Ok(())
+    }
+
+    /// The corpus folder: `--data-dir`, else `[data] dir`, else ../shared/data/an4 if present,
+    /// else data/an4 if present, else ../shared/data/an4 (so the error names it).
+    pub fn resolve_data_dir(&self, cli: Option<&Path>) -> PathBuf {
+        cli.map(Path::to_path_buf)
+            .or_else(|| self.data.dir.clone())
+            .unwrap_or_else(default_data_dir)
+    }
+}
+
+/// ../shared/data/an4 if present, else data/an4 if present, else ../shared/data/an4.
+pub fn default_data_dir() -> PathBuf {
+    let shared = PathBuf::from("../shared/data/an4");
+    let local = PathBuf::from("data/an4");
+    if !shared.exists() && local.exists() {
+        local
+    } else {
+        shared
+    }
+}

@@ -1,0 +1,156 @@
+//! Training on a small corpus written here in AN4's layout: the loss falls, a run stopped by a
+//! step limit and resumed ends with the same model bit for bit as one uninterrupted run, and a
+//! bad audio file stops the run naming it unless skipping is asked for.
+
+use speech::checkpoint::load_run;
+use speech::config::SpeechConfig;
+use speech::training::{train, TrainOptions};
+use std::path::{Path, PathBuf};
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("symbiont-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tone whose pitch says the word: "HI" is 440 Hz, "LO" 220 Hz.
+fn write_tone(path: &Path, hz: f64, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let n = (seconds * 16_000.0) as usize;
+    for i in 0..n {
+        let v = (2.0 * std::f64::consts::PI * hz * i as f64 / 16_000.0).sin() * 8000.0;
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// `train` and `test` utterances alternating HI / LO, of slightly different lengths.
+fn corpus(name: &str, train: usize, test: usize) -> PathBuf {
+    let d = temp(name);
+    std::fs::create_dir_all(d.join("etc")).unwrap();
+    for (split, count) in [("an4_train", train), ("an4_test", test)] {
+        std::fs::create_dir_all(d.join("wav").join(split)).unwrap();
+        let (mut ids, mut text) = (String::new(), String::new());
+        for i in 0..count {
+            let (word, hz) = if i % 2 == 0 {
+                ("HI", 440.0)
+            } else {
+                ("LO", 220.0)
+            };
+            let id = format!("{split}-{i}");
+            write_tone(
+                &d.join(format!("wav/{split}/{id}.wav")),
+                hz,
+                0.4 + 0.02 * i as f64,
+            );
+            ids.push_str(&format!("{split}/{id}\n"));
+            text.push_str(&format!("<s> {word} </s> ({id})\n"));
+        }
+        std::fs::write(d.join(format!("etc/{split}.fileids")), ids).unwrap();
+        std::fs::write(d.join(format!("etc/{split}.transcription")), text).unwrap();
+    }
+    d
+}
+
+fn config(epochs: usize) -> SpeechConfig {
+    let text = format!(
+        r#"
+[model]
+arch = "deepspeech"
+hidden = 8
+layers = 2
+conv_channels = 2
+[data]
+batch = 2
+[optim]
+kind = "adam"
+lr = 3e-3
+clip_norm = 400.0
+[schedule]
+epochs = {epochs}
+anneal = 1.1
+[run]
+seed = 3
+log_every = 0
+eval_every = 0
+"#
+    );
+    SpeechConfig::from_toml(&text, "test").unwrap()
+}
+
+fn options(data: &Path, out: &Path, max_steps: Option<u64>, resume: bool) -> TrainOptions {
+    TrainOptions {
+        data_dir: data.to_path_buf(),
+        out: out.to_path_buf(),
+        max_steps,
+        resume: resume.then(|| out.to_path_buf()),
+    }
+}
+
+#[test]
+fn the_loss_falls_and_a_resumed_run_matches_an_uninterrupted_one() {
+    let data = corpus("resume", 8, 2);
+    let (whole, split) = (temp("whole"), temp("split"));
+    let s = train(config(3), &options(&data, &whole, None, false), &mut |_| {}).unwrap();
+    assert_eq!(s.state.steps, 12);
+    let h = &s.state.history;
+    assert!(
+        h[2].train_loss < h[0].train_loss,
+        "loss did not fall: {:?}",
+        h.iter().map(|e| e.train_loss).collect::<Vec<_>>()
+    );
+    // Stopped mid-epoch 2 (step 6 of 12), then resumed twice to the end.
+    let first = train(
+        config(3),
+        &options(&data, &split, Some(6), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((first.state.steps, first.state.epochs), (6, 1));
+    train(
+        config(3),
+        &options(&data, &split, Some(9), true),
+        &mut |_| {},
+    )
+    .unwrap();
+    let end = train(config(3), &options(&data, &split, None, true), &mut |_| {}).unwrap();
+    assert_eq!(end.state.steps, 12);
+    let (a, b) = (load_run(&whole).unwrap(), load_run(&split).unwrap());
+    assert_eq!(
+        a.model.params, b.model.params,
+        "parameters differ after resuming"
+    );
+    for (x, y) in a.model.norms.iter().zip(&b.model.norms) {
+        assert_eq!(x.running_mean, y.running_mean);
+        assert_eq!(x.running_var, y.running_var);
+    }
+    assert_eq!(a.moments, b.moments);
+}
+
+#[test]
+fn a_bad_audio_file_stops_the_run_naming_it_unless_skipping_is_asked() {
+    let data = corpus("bad", 4, 2);
+    let bad = data.join("wav/an4_train/an4_train-1.wav");
+    std::fs::write(&bad, b"RIFF not really").unwrap();
+    let out = temp("bad-out");
+    let err = train(config(1), &options(&data, &out, None, false), &mut |_| {}).unwrap_err();
+    assert!(err.contains("an4_train-1.wav"), "{err}");
+    let mut cfg = config(1);
+    cfg.data.skip_bad_files = true;
+    let mut lines = Vec::new();
+    let s = train(cfg, &options(&data, &out, None, false), &mut |l| {
+        lines.push(l)
+    })
+    .unwrap();
+    assert_eq!(s.state.steps, 2, "3 utterances in batches of 2");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("skipped") && l.contains("an4_train-1.wav")));
+}

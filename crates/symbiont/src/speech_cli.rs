@@ -1,0 +1,208 @@
+//! `train`, `eval` and `transcribe` for speech (AN4, DeepSpeech2): a config with
+//! `[model] arch = "deepspeech"` or a speech checkpoint folder routes here from the LM commands.
+
+use crate::commands::set_threads;
+use crate::{EvalArgs, TrainArgs, TranscribeArgs};
+use kernels::device::Device;
+use kernels::isa;
+use serde_json::json;
+use speech::an4::Split;
+use speech::config::SpeechConfig;
+use speech::data::{featurize, BadFiles, Dataset};
+use speech::deepspeech::{Batch, Mode};
+use speech::labels::decode;
+use speech::training::{evaluate, load_model, train, Decoder, TrainOptions};
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+fn cpu_only(device: Device, what: &str) -> Result<()> {
+    if device != Device::Cpu {
+        return Err(format!(
+            "speech {what} runs on the CPU only for now; --device {device} is not supported for \
+             DeepSpeech models (the CUDA backend covers the word language model)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn decoder(beam: Option<usize>) -> Result<Decoder> {
+    match beam {
+        None => Ok(Decoder::Greedy),
+        Some(0) => Err("--beam must be at least 1".into()),
+        Some(w) => Ok(Decoder::Beam(w)),
+    }
+}
+
+/// `symbiont train` with a speech config (or `--resume` of a speech run).
+pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> Result<u8> {
+    cpu_only(device, "training")?;
+    let config = match (&args.config, &args.resume) {
+        (_, Some(dir)) => SpeechConfig::from_file(&dir.join("config.toml"))?,
+        (Some(path), None) => SpeechConfig::from_file(path)?,
+        (None, None) => return Err("give --config FILE (or --resume DIR)".into()),
+    };
+    set_threads(threads, 0)?;
+    let out = match (&args.out, &args.resume, &args.config) {
+        (Some(o), _, _) => o.clone(),
+        (None, Some(r), _) => r.clone(),
+        (None, None, Some(c)) => {
+            let stem = c.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+            PathBuf::from("runs").join(stem)
+        }
+        (None, None, None) => unreachable!("checked above"),
+    };
+    let opts = TrainOptions {
+        data_dir: config.resolve_data_dir(args.data_dir.as_deref()),
+        out: out.clone(),
+        max_steps: args.max_steps,
+        resume: args.resume.clone(),
+    };
+    // Progress goes to stderr in both modes: --json keeps stdout for the one JSON object.
+    let quiet = args.no_progress;
+    let mut log = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let s = train(config, &opts, &mut log)?;
+    let r = &s.test.rates;
+    if args.json {
+        let out_json = json!({
+            "checkpoint": out.display().to_string(),
+            "epochs": s.state.epochs,
+            "steps": s.state.steps,
+            "params": s.params,
+            "rnn_params": s.rnn_params,
+            "train_loss": s.state.history.last().map(|h| h.train_loss),
+            "wer": r.wer,
+            "cer": r.cer,
+            "wer_mean_utterance": r.wer_mean_utterance,
+            "split": "test",
+            "decoder": "greedy",
+            "train_seconds": s.train_seconds,
+            "audio_seconds_per_second": s.audio_per_second,
+            "device": "cpu",
+            "isa": isa::active().to_string(),
+            "threads": rayon::current_num_threads(),
+            "history": s.state.history,
+        });
+        println!("{}", serde_json::to_string_pretty(&out_json)?);
+    } else {
+        println!(
+            "{} epochs, {} steps: test WER {:.2}% CER {:.2}% (mean per utterance {:.2}%), \
+             {:.1} s of audio per second; checkpoint {}",
+            s.state.epochs,
+            s.state.steps,
+            r.wer,
+            r.cer,
+            r.wer_mean_utterance,
+            s.audio_per_second,
+            out.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `symbiont eval` of a speech checkpoint.
+pub fn eval_speech(args: EvalArgs, threads: Option<usize>, device: Device) -> Result<u8> {
+    cpu_only(device, "evaluation")?;
+    set_threads(threads, 0)?;
+    if args.dtype.is_some() || args.format.is_some() {
+        return Err(
+            "--dtype and --format choose an LM inference plan; speech models evaluate in f32"
+                .into(),
+        );
+    }
+    let split = match args.split.as_str() {
+        "train" => Split::Train,
+        "test" => Split::Test,
+        other => return Err(format!("AN4 has no `{other}` split: use test or train").into()),
+    };
+    let dec = decoder(args.beam)?;
+    let config = SpeechConfig::from_file(&args.checkpoint.join("config.toml")).ok();
+    let data_dir = match (&args.data_dir, &config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => c.resolve_data_dir(None),
+        (None, None) => speech::config::default_data_dir(),
+    };
+    let mut model = load_model(&args.checkpoint)?;
+    let data = Dataset::load(&data_dir, split, BadFiles::Fail)?;
+    let e = evaluate(&mut model, &data, args.batch.max(1), dec);
+    let r = &e.rates;
+    if args.json {
+        let out = json!({
+            "checkpoint": args.checkpoint.display().to_string(),
+            "split": args.split,
+            "wer": r.wer,
+            "cer": r.cer,
+            "wer_mean_utterance": r.wer_mean_utterance,
+            "loss": e.loss,
+            "utterances": r.utterances,
+            "words": r.words,
+            "decoder": dec.describe(),
+            "params": model.params.len(),
+            "rnn_params": model.rnn_params(),
+            "seconds": e.seconds,
+            "audio_seconds": e.audio_seconds,
+            "device": "cpu",
+            "isa": isa::active().to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} ({} utterances, {} words, {}): WER {:.2}% CER {:.2}% (mean per utterance {:.2}%), \
+             CTC loss {:.3}; {:.1} s for {:.0} s of audio",
+            args.split,
+            r.utterances,
+            r.words,
+            dec.describe(),
+            r.wer,
+            r.cer,
+            r.wer_mean_utterance,
+            e.loss,
+            e.seconds,
+            e.audio_seconds
+        );
+    }
+    Ok(0)
+}
+
+/// `symbiont transcribe --model DIR FILE.wav…`: one line per file.
+pub fn transcribe(args: TranscribeArgs, threads: Option<usize>, device: Device) -> Result<u8> {
+    cpu_only(device, "transcription")?;
+    set_threads(threads, 0)?;
+    let dec = decoder(args.beam)?;
+    let mut model = load_model(&args.model)?;
+    for file in &args.files {
+        let text = transcribe_one(&mut model, file, dec)?;
+        if args.files.len() > 1 {
+            println!("{}\t{text}", file.display());
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(0)
+}
+
+fn transcribe_one(
+    model: &mut speech::deepspeech::DeepSpeech,
+    file: &Path,
+    dec: Decoder,
+) -> Result<String> {
+    let spec = featurize(file)?;
+    if model.config.output_frames(spec.frames) == 0 {
+        return Err(format!(
+            "{}: {} frames ({:.2} s) are too short for the model's convolutions",
+            file.display(),
+            spec.frames,
+            spec.frames as f64 / 100.0
+        )
+        .into());
+    }
+    let batch = Batch::new(&[&spec], vec![Vec::new()]);
+    let acts = model.forward(&batch, Mode::Eval);
+    Ok(decode(&dec.decode(&acts.utterance_logits(0))))
+}
