@@ -97,3 +97,93 @@ fn an_utterance_decodes_the_same_alone_and_padded_in_a_batch() {
         assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
     }
 }
+
+// ---- PyTorch fixture (tools/reference/deepspeech_model.py, float64) --------------------------
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+/// max |a - b| / max(|b|) over a tensor, failing on NaN and on a length mismatch.
+fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(b).fold(0.0, |m, (&x, &y)| {
+        let e = (x as f64 - y).abs() / scale;
+        assert!(!e.is_nan(), "NaN");
+        m.max(e)
+    })
+}
+
+#[test]
+fn forward_loss_gradients_and_running_stats_match_pytorch() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/deepspeech_model.json"
+    );
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cfg: DeepSpeechConfig = serde_json::from_value(fx["config"].clone()).unwrap();
+    let mut model = DeepSpeech::new(cfg, 0).unwrap();
+    let names: Vec<String> = model
+        .layout
+        .tensors()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let given = fx["params"].as_object().unwrap();
+    assert_eq!(given.len(), names.len(), "PyTorch has {:?}", given.keys());
+    for t in model.layout.tensors().to_vec() {
+        let v = floats(&given[&t.name]);
+        assert_eq!(v.len(), t.len(), "{}", t.name);
+        for (p, x) in model.params[t.range()].iter_mut().zip(v) {
+            *p = x as f32;
+        }
+    }
+    let lengths: Vec<usize> = serde_json::from_value(fx["lengths"].clone()).unwrap();
+    let targets: Vec<Vec<u32>> = serde_json::from_value(fx["targets"].clone()).unwrap();
+    let features: Vec<f32> = floats(&fx["features"]).iter().map(|&v| v as f32).collect();
+    let batch = Batch {
+        n: lengths.len(),
+        frames: *lengths.iter().max().unwrap(),
+        features,
+        lengths,
+        targets,
+    };
+    let mut acts = model.forward(&batch, Mode::Train);
+    let out_lengths: Vec<usize> = serde_json::from_value(fx["out_lengths"].clone()).unwrap();
+    assert_eq!(acts.out_lengths, out_lengths);
+    for (b, want) in fx["logits"].as_array().unwrap().iter().enumerate() {
+        let e = rel_err(&acts.utterance_logits(b), &floats(want));
+        assert!(e < 1e-4, "utterance {b} logits: relative error {e:.2e}");
+    }
+    let mut d = vec![0.0; acts.logits.len()];
+    let (loss, impossible) = ctc_batch(&acts, &batch.targets, 1.0 / batch.n as f32, &mut d);
+    assert_eq!(impossible, 0);
+    let want_loss = fx["loss"].as_f64().unwrap();
+    let got = loss / batch.n as f64;
+    assert!(
+        (got - want_loss).abs() < 1e-4 * want_loss.abs(),
+        "loss {got} vs {want_loss}"
+    );
+    let mut grads = vec![0.0; model.params.len()];
+    model.backward(&batch, &mut acts, &d, &mut grads);
+    for t in model.layout.tensors() {
+        let e = rel_err(&grads[t.range()], &floats(&fx["grads"][&t.name]));
+        assert!(e < 1e-3, "{} gradient: relative error {e:.2e}", t.name);
+    }
+    for (prefix, bn) in model.norm_names().iter().zip(&model.norms) {
+        for (suffix, got) in [
+            ("running_mean", &bn.running_mean),
+            ("running_var", &bn.running_var),
+        ] {
+            let want = floats(&fx["running"][format!("{prefix}.{suffix}")]);
+            let e = rel_err(got, &want);
+            assert!(e < 1e-5, "{prefix}.{suffix}: relative error {e:.2e}");
+        }
+    }
+}
