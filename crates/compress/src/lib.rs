@@ -10,6 +10,8 @@ pub mod grow;
 pub mod mask;
 pub mod prune;
 pub mod schedule;
+pub mod structure;
 pub mod units;
 
 pub use mask::MaskSet;
+pub use structure::UnitStructure;

@@ -6,12 +6,11 @@
 use compress::grow::{grow_by_gradient_blocks, GradientAccumulator};
 use compress::prune::magnitude_prune_blocks;
 use compress::schedule::{Action, CompressConfig, Schedule};
-use compress::units::{silence_units_in, unit_importance_in};
-use compress::MaskSet;
+use compress::{MaskSet, UnitStructure};
 use kernels::rng::CounterRng;
 use model::backend::{Backend, Cpu, DeviceError};
-use model::checkpoint::{OutTensor, TensorData};
-use model::{LmConfig, ParamLayout};
+use model::checkpoint::{OutTensor, TensorData, TensorFile};
+use model::ParamLayout;
 use serde_json::json;
 use train::checkpoint::Checkpoint;
 use train::optim::{OptimState, Optimizer};
@@ -24,7 +23,8 @@ pub struct CompressHook<B: Backend<f32> = Cpu> {
     masks: MaskSet,
     acc: GradientAccumulator,
     seed: u64,
-    config: LmConfig,
+    /// The model's units and maskable tensors (the compression seam).
+    units: Box<dyn UnitStructure>,
     layout: ParamLayout,
     /// Per layer, the hidden units a `units` phase silenced (sorted).
     silenced: Vec<Vec<usize>>,
@@ -48,12 +48,12 @@ const ACC_BATCHES: &str = "compress.grad_batches";
 const ALIVE: &str = "compress.units_alive";
 
 impl<B: Backend<f32>> CompressHook<B> {
-    /// Validates `[compress]` (errors name `origin`, the config file) against the model and the
-    /// run's length.
+    /// Validates `[compress]` (errors name `origin`, the config file) against the model (its
+    /// `units` structure and `layout`) and the run's length.
     pub fn new(
         table: &toml::Table,
         origin: &str,
-        config: &LmConfig,
+        units: Box<dyn UnitStructure>,
         layout: &ParamLayout,
         seed: u64,
         batches_per_epoch: usize,
@@ -71,7 +71,10 @@ impl<B: Backend<f32>> CompressHook<B> {
         schedule
             .check_against(batches_per_epoch, total_steps)
             .map_err(err)?;
-        let masks = MaskSet::weights(layout, schedule.with_embeddings);
+        let with_embeddings = schedule.with_embeddings;
+        let masks = MaskSet::dense(layout, |name, shape| {
+            units.maskable(name, shape, with_embeddings)
+        });
         let n = layout.total();
         let grows = schedule
             .phases
@@ -82,11 +85,67 @@ impl<B: Backend<f32>> CompressHook<B> {
             masks,
             acc: GradientAccumulator::new(if grows { n } else { 0 }),
             seed,
-            config: config.clone(),
+            silenced: vec![Vec::new(); units.unit_layers()],
+            units,
             layout: layout.clone(),
-            silenced: vec![Vec::new(); config.layers],
             dev: None,
         })
+    }
+
+    /// Restores the state [`TrainHook::state`] saved (`extra`, any model's checkpoint), or on a
+    /// `fresh` run without it draws the schedule's sparse seed; then masks `params` and the
+    /// optimizer state. What the LM trainer's `start` does, for trainers of other models.
+    pub fn restore(
+        &mut self,
+        extra: Option<&TensorFile>,
+        fresh: bool,
+        params: &mut [f32],
+        opt: &mut Optimizer,
+    ) -> Result<(), TrainError> {
+        self.dev = None;
+        let path = || "extra.safetensors".to_string();
+        match extra.filter(|f| f.contains(MASK)) {
+            Some(file) => {
+                let values: Vec<f32> = file
+                    .floats(MASK, Some(&[self.masks.values().len()]))?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect();
+                self.masks
+                    .set_values(values)
+                    .map_err(|reason| TrainError::Checkpoint {
+                        path: path(),
+                        reason,
+                    })?;
+                if !self.acc.sum.is_empty() && file.contains(ACC) {
+                    let sum = file.floats(ACC, Some(&[self.acc.sum.len()]))?;
+                    self.acc
+                        .sum
+                        .iter_mut()
+                        .zip(sum)
+                        .for_each(|(a, v)| *a = v as f32);
+                    self.acc.batches = file.ints(ACC_BATCHES, Some(&[1]))?[0] as usize;
+                }
+                for (l, dead) in self.silenced.iter_mut().enumerate() {
+                    let name = format!("{ALIVE}_l{l}");
+                    if file.contains(&name) {
+                        let alive = file.ints(&name, Some(&[self.units.hidden_of(l)]))?;
+                        *dead = (0..alive.len()).filter(|&j| alive[j] == 0).collect();
+                    }
+                }
+            }
+            None if fresh && self.schedule.initial_density < 1.0 => {
+                self.sparse_seed(self.schedule.initial_density);
+            }
+            None => {}
+        }
+        self.mask_everything(params, opt);
+        Ok(())
+    }
+
+    /// The density of the connection masks (over the maskable tensors).
+    pub fn density(&self) -> f64 {
+        self.masks.density()
     }
 
     /// The masks as one multiplier per parameter (connections and silenced units).
@@ -94,7 +153,8 @@ impl<B: Backend<f32>> CompressHook<B> {
         let mut m = self.masks.values().to_vec();
         for (l, dead) in self.silenced.iter().enumerate() {
             if !dead.is_empty() {
-                silence_units_in(&self.config, &self.layout, &mut m, l, dead)
+                self.units
+                    .silence_units(&self.layout, &mut m, l, dead)
                     .expect("validated layer and units");
             }
         }
@@ -141,7 +201,8 @@ impl<B: Backend<f32>> CompressHook<B> {
         self.masks.apply(buf);
         for (l, dead) in self.silenced.iter().enumerate() {
             if !dead.is_empty() {
-                silence_units_in(&self.config, &self.layout, buf, l, dead)
+                self.units
+                    .silence_units(&self.layout, buf, l, dead)
                     .expect("validated layer and units");
             }
         }
@@ -200,14 +261,16 @@ impl<B: Backend<f32>> CompressHook<B> {
     fn prune_units(&mut self, params: &[f32], keep: f64) -> usize {
         let mut silenced = 0;
         for l in 0..self.silenced.len() {
-            let h = self.config.hidden_of(l);
+            let h = self.units.hidden_of(l);
             let target = ((keep * h as f64).round() as usize).max(1);
             let live: Vec<usize> = (0..h).filter(|j| !self.silenced[l].contains(j)).collect();
             if live.len() <= target {
                 continue;
             }
-            let importance =
-                unit_importance_in(&self.config, &self.layout, params, l).expect("validated layer");
+            let importance = self
+                .units
+                .unit_importance(&self.layout, params, l)
+                .expect("validated layer");
             let mut order = live;
             // Least important first; index breaks ties (deterministic).
             order.sort_by(|&a, &b| importance[a].total_cmp(&importance[b]).then(a.cmp(&b)));
@@ -219,11 +282,12 @@ impl<B: Backend<f32>> CompressHook<B> {
         silenced
     }
 
-    fn units_alive(&self) -> Vec<usize> {
+    /// Live hidden units per layer.
+    pub fn units_alive(&self) -> Vec<usize> {
         self.silenced
             .iter()
             .enumerate()
-            .map(|(l, d)| self.config.hidden_of(l) - d.len())
+            .map(|(l, d)| self.units.hidden_of(l) - d.len())
             .collect()
     }
 
@@ -248,45 +312,13 @@ impl<B: Backend<f32>> CompressHook<B> {
 
 impl<B: Backend<f32>> TrainHook<B> for CompressHook<B> {
     fn start(&mut self, ckpt: &mut Checkpoint) -> Result<(), TrainError> {
-        self.dev = None;
-        let path = || "extra.safetensors".to_string();
-        match ckpt.extra.as_ref().filter(|f| f.contains(MASK)) {
-            Some(file) => {
-                let values: Vec<f32> = file
-                    .floats(MASK, Some(&[self.masks.values().len()]))?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect();
-                self.masks
-                    .set_values(values)
-                    .map_err(|reason| TrainError::Checkpoint {
-                        path: path(),
-                        reason,
-                    })?;
-                if !self.acc.sum.is_empty() && file.contains(ACC) {
-                    let sum = file.floats(ACC, Some(&[self.acc.sum.len()]))?;
-                    self.acc
-                        .sum
-                        .iter_mut()
-                        .zip(sum)
-                        .for_each(|(a, v)| *a = v as f32);
-                    self.acc.batches = file.ints(ACC_BATCHES, Some(&[1]))?[0] as usize;
-                }
-                for (l, dead) in self.silenced.iter_mut().enumerate() {
-                    let name = format!("{ALIVE}_l{l}");
-                    if file.contains(&name) {
-                        let alive = file.ints(&name, Some(&[self.config.hidden_of(l)]))?;
-                        *dead = (0..alive.len()).filter(|&j| alive[j] == 0).collect();
-                    }
-                }
-            }
-            None if ckpt.trainer.step == 0 && self.schedule.initial_density < 1.0 => {
-                self.sparse_seed(self.schedule.initial_density);
-            }
-            None => {}
-        }
-        self.mask_everything(&mut ckpt.model.params, &mut ckpt.optimizer);
-        Ok(())
+        let fresh = ckpt.trainer.step == 0;
+        self.restore(
+            ckpt.extra.as_ref(),
+            fresh,
+            &mut ckpt.model.params,
+            &mut ckpt.optimizer,
+        )
     }
 
     fn after_backward(
@@ -356,7 +388,7 @@ impl<B: Backend<f32>> TrainHook<B> for CompressHook<B> {
             data: TensorData::F32(self.masks.values()),
         }];
         for (l, dead) in self.silenced.iter().enumerate() {
-            let h = self.config.hidden_of(l);
+            let h = self.units.hidden_of(l);
             v.push(OutTensor {
                 name: format!("{ALIVE}_l{l}"),
                 shape: vec![h],
@@ -382,7 +414,7 @@ impl<B: Backend<f32>> TrainHook<B> for CompressHook<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{LanguageModel, LmState};
+    use model::{LanguageModel, LmConfig, LmState};
 
     /// Loss of `m` on a fixed two-batch stream (the carried state matters too).
     fn loss(m: &LanguageModel<f32>) -> f64 {
@@ -412,9 +444,16 @@ mod tests {
             let mut m = LanguageModel::<f32>::new(config.clone()).unwrap();
             m.init_uniform(0.4, 7);
             let source = m.clone();
-            let mut hook =
-                CompressHook::<Cpu>::new(&table, "c.toml", &config, &m.layout, 1, 10, 100)
-                    .expect("units phases are accepted for LSTM and H-LSTM");
+            let mut hook = CompressHook::<Cpu>::new(
+                &table,
+                "c.toml",
+                Box::new(config.clone()),
+                &m.layout,
+                1,
+                10,
+                100,
+            )
+            .expect("units phases are accepted for LSTM and H-LSTM");
             let mut opt = Optimizer::new(optim.clone(), m.num_params());
             let be = Cpu;
             for step in 1..=6 {

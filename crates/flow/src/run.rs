@@ -48,7 +48,7 @@ pub fn training_hook<B: Backend<f32> + 'static>(
     Ok(Box::new(CompressHook::<B>::new(
         table,
         origin,
-        &ckpt.model.config,
+        Box::new(ckpt.model.config.clone()),
         &ckpt.model.layout,
         config.run.seed,
         bpe,

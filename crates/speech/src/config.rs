@@ -17,6 +17,9 @@ pub struct SpeechConfig {
     pub schedule: ScheduleSection,
     #[serde(default)]
     pub run: RunSection,
+    /// The compression schedule (the LM's `[compress]`: masks, prune, grow and units phases).
+    #[serde(default)]
+    pub compress: Option<toml::Table>,
 }
 
 /// `[model]`.
@@ -103,6 +106,10 @@ pub struct RunSection {
     /// Epochs between test-set evaluations (0 = only at the end).
     #[serde(default = "one_usize")]
     pub eval_every: usize,
+    /// Start from this checkpoint's weights and BatchNorm statistics (a fresh optimizer and
+    /// schedule): how a compression run fine-tunes a trained baseline.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for RunSection {
@@ -111,6 +118,7 @@ impl Default for RunSection {
             seed: default_seed(),
             log_every: default_log_every(),
             eval_every: 1,
+            init_from: None,
         }
     }
 }

@@ -6,8 +6,10 @@
 //! are buffers beside it. The passes are in `deepspeech/pass.rs`.
 
 mod pass;
+mod units;
 
 pub use pass::{ctc_batch, Activations, Batch, Mode};
+pub use units::DeepSpeechUnits;
 
 use crate::batchnorm::BatchNorm;
 use crate::conv::Conv2dSpec;

@@ -10,9 +10,14 @@ use crate::deepspeech::{ctc_batch, Batch, DeepSpeech, Mode};
 use crate::labels::{decode, LABELS};
 use crate::metrics::{error_rates, ErrorRates};
 use crate::{an4::Split, beam::prefix_beam_search, ctc::greedy_decode};
+use flow::CompressHook;
+use model::backend::Cpu;
+use model::checkpoint::{write_tensors, TensorFile};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use train::optim::{clip_factor, grad_norm, Optimizer};
+use train::optim::{clip_factor, grad_norm, OptimState, Optimizer};
+use train::trainer::{StepInfo, TrainHook};
 
 /// How logits become label sequences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,20 +109,45 @@ pub struct TrainSummary {
     pub state: TrainState,
     pub params: usize,
     pub rnn_params: usize,
+    /// Non-zero parameters (what pruning leaves).
+    pub nonzero_params: usize,
+    /// Density of the compression masks (1 without `[compress]`).
+    pub density: f64,
+    /// Live hidden units per recurrent layer.
+    pub units_alive: Vec<usize>,
     /// The last evaluation on the test set (after the last epoch run, or at a step limit).
     pub test: Evaluation,
-    /// Training audio seconds processed per wall-clock second, over this invocation.
+    /// Training audio seconds per second of training steps (batch assembly, forward, CTC,
+    /// backward, clipping, update, compression), over this invocation.
     pub audio_per_second: f64,
+    /// Seconds spent in training steps, and in this invocation overall.
+    pub step_seconds: f64,
     pub train_seconds: f64,
 }
 
-/// Trains (or resumes) a model; `log` receives progress lines.
-pub fn train(
+/// The model, its optimizer, the run's state and its compression hook.
+struct Run {
+    model: DeepSpeech,
+    opt: Optimizer,
+    state: TrainState,
+    hook: Option<CompressHook>,
+    grads: Vec<f32>,
+    batches_per_epoch: usize,
+    /// Audio seconds and seconds of training steps in this invocation.
+    audio: f64,
+    step_seconds: f64,
+}
+
+const COMPRESS_FILE: &str = "compress.safetensors";
+
+/// Builds the run: resumed from `opts.resume`, or fresh (optionally from `[run] init_from`).
+fn start_run(
     config: SpeechConfig,
     opts: &TrainOptions,
+    batches_per_epoch: usize,
     log: &mut dyn FnMut(String),
-) -> Result<TrainSummary, String> {
-    let (mut model, config, moments, mut state) = match &opts.resume {
+) -> Result<(Run, SpeechConfig), String> {
+    let (model, config, moments, state) = match &opts.resume {
         Some(dir) => {
             let r = load_run(dir)?;
             log(format!(
@@ -129,10 +159,153 @@ pub fn train(
             (r.model, r.config, r.moments, r.state)
         }
         None => {
-            let m = DeepSpeech::new(config.deepspeech(), config.run.seed)?;
-            (m, config, [Vec::new(), Vec::new()], TrainState::default())
+            let model = match &config.run.init_from {
+                Some(dir) => {
+                    let m = load_model(dir)?;
+                    if m.config != config.deepspeech() {
+                        return Err(format!(
+                            "[run] init_from = {}: its model shape {:?} is not the config's {:?}",
+                            dir.display(),
+                            m.config,
+                            config.deepspeech()
+                        ));
+                    }
+                    log(format!("starting from the weights of {}", dir.display()));
+                    m
+                }
+                None => DeepSpeech::new(config.deepspeech(), config.run.seed)?,
+            };
+            (
+                model,
+                config,
+                [Vec::new(), Vec::new()],
+                TrainState::default(),
+            )
         }
     };
+    let mut opt = Optimizer::new(config.optim.clone(), model.params.len());
+    let [m, v] = moments;
+    if !m.is_empty() {
+        opt.m = m;
+    }
+    if !v.is_empty() {
+        opt.v = v;
+    }
+    opt.steps = state.optimizer_steps;
+    let mut run = Run {
+        grads: vec![0.0; model.params.len()],
+        model,
+        opt,
+        state,
+        hook: None,
+        batches_per_epoch,
+        audio: 0.0,
+        step_seconds: 0.0,
+    };
+    if let Some(table) = &config.compress {
+        let total = (batches_per_epoch * config.schedule.epochs) as u64;
+        let mut hook = CompressHook::<Cpu>::new(
+            table,
+            "[compress]",
+            Box::new(run.model.unit_structure()),
+            &run.model.layout,
+            config.run.seed,
+            batches_per_epoch,
+            total,
+        )
+        .map_err(|e| e.to_string())?;
+        let extra = match &opts.resume {
+            Some(dir) if dir.join(COMPRESS_FILE).is_file() => {
+                Some(TensorFile::read(&dir.join(COMPRESS_FILE)).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let fresh = run.state.steps == 0;
+        hook.restore(extra.as_ref(), fresh, &mut run.model.params, &mut run.opt)
+            .map_err(|e| e.to_string())?;
+        run.hook = Some(hook);
+    }
+    Ok((run, config))
+}
+
+impl Run {
+    /// One training step on `idx`; returns (summed loss, utterances counted, skipped).
+    fn step(
+        &mut self,
+        data: &Dataset,
+        idx: &[usize],
+        epoch: usize,
+        lr: f64,
+        clip: f64,
+        log: &mut dyn FnMut(String),
+    ) -> Result<(f64, usize, f64, bool), String> {
+        let t0 = Instant::now();
+        let specs: Vec<_> = idx.iter().map(|&i| &data.features[i]).collect();
+        let targets = idx.iter().map(|&i| data.targets[i].clone()).collect();
+        let batch = Batch::new(&specs, targets);
+        let mut acts = self.model.forward(&batch, Mode::Train);
+        let mut dlogits = vec![0.0; acts.logits.len()];
+        let n = batch.n as f32;
+        let (loss, impossible) = ctc_batch(&acts, &batch.targets, 1.0 / n, &mut dlogits);
+        self.grads.fill(0.0);
+        self.model
+            .backward(&batch, &mut acts, &dlogits, &mut self.grads);
+        self.state.steps += 1;
+        let info = StepInfo {
+            step: self.state.steps,
+            epoch,
+            batches_per_epoch: self.batches_per_epoch,
+        };
+        if let Some(h) = self.hook.as_mut() {
+            h.after_backward(&Cpu, &info, &mut self.grads)
+                .map_err(|e| e.to_string())?;
+        }
+        let norm = grad_norm(&self.grads);
+        self.audio += specs.iter().map(|s| s.frames as f64 / 100.0).sum::<f64>();
+        let finite = loss.is_finite() && norm.is_finite();
+        if finite {
+            let gs = clip_factor(norm, clip);
+            self.opt
+                .step_scaled(&mut self.model.params, &self.grads, gs, lr);
+        }
+        // The hook runs even after a skipped update: its phases fire at fixed steps.
+        if let Some(h) = self.hook.as_mut() {
+            let state = OptimState::host(&mut self.opt.m, &mut self.opt.v);
+            let events = h
+                .after_step(&Cpu, &info, &mut self.model.params, state)
+                .map_err(|e| e.to_string())?;
+            for e in events {
+                log(format!("step {}: {e}", self.state.steps));
+            }
+        }
+        self.step_seconds += t0.elapsed().as_secs_f64();
+        Ok((loss, batch.n - impossible, norm, finite))
+    }
+
+    fn save(&mut self, out: &Path, config: &SpeechConfig) -> Result<(), String> {
+        self.state.optimizer_steps = self.opt.steps;
+        save_run(
+            out,
+            &self.model,
+            config,
+            [&self.opt.m, &self.opt.v],
+            &self.state,
+        )?;
+        if let Some(h) = self.hook.as_mut() {
+            TrainHook::<Cpu>::sync(h, &Cpu).map_err(|e| e.to_string())?;
+            write_tensors(&out.join(COMPRESS_FILE), &h.state(), HashMap::new())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains (or resumes) a model; `log` receives progress lines.
+pub fn train(
+    config: SpeechConfig,
+    opts: &TrainOptions,
+    log: &mut dyn FnMut(String),
+) -> Result<TrainSummary, String> {
     let bad = if config.data.skip_bad_files {
         BadFiles::Skip
     } else {
@@ -143,82 +316,56 @@ pub fn train(
     for s in train_set.skipped.iter().chain(&test_set.skipped) {
         log(format!("warning: skipped {s}"));
     }
+    let batches = train_set.length_batches(config.data.batch);
+    let (mut run, config) = start_run(config, opts, batches.len(), log)?;
     log(format!(
         "model {} parameters ({} recurrent); train {} utterances ({:.0} s), test {}",
-        model.params.len(),
-        model.rnn_params(),
+        run.model.params.len(),
+        run.model.rnn_params(),
         train_set.len(),
         train_set.seconds(),
         test_set.len()
     ));
-    let mut opt = Optimizer::new(config.optim.clone(), model.params.len());
-    if !moments[0].is_empty() {
-        opt.m = moments[0].clone();
-    }
-    if !moments[1].is_empty() {
-        opt.v = moments[1].clone();
-    }
-    opt.steps = state.optimizer_steps;
-    let batches = train_set.length_batches(config.data.batch);
-    let mut grads = vec![0.0f32; model.params.len()];
     let started = Instant::now();
-    let mut audio = 0.0;
     let mut last_eval = None;
-    let save = |model: &DeepSpeech, opt: &Optimizer, state: &TrainState| {
-        save_run(&opts.out, model, &config, [&opt.m, &opt.v], state)
-    };
-    'epochs: for epoch in state.epochs..config.schedule.epochs {
+    'epochs: for epoch in run.state.epochs..config.schedule.epochs {
         let lr = config.schedule.lr(config.optim.lr, epoch);
         let t0 = Instant::now();
         let (mut loss_sum, mut utts, mut skipped) = (0.0, 0usize, 0usize);
         // A run stopped mid-epoch resumes at the first batch it had not trained on.
-        let done = std::mem::take(&mut state.batches_in_epoch);
-        for (k, &bi) in epoch_order(batches.len(), epoch, config.run.seed, config.data.sortagrad)
-            .iter()
-            .enumerate()
-            .skip(done)
-        {
-            if opts.max_steps.is_some_and(|m| state.steps >= m) {
-                state.batches_in_epoch = k;
-                state.optimizer_steps = opt.steps;
-                save(&model, &opt, &state)?;
-                log(format!("stopped at the step limit ({} steps)", state.steps));
+        let done = std::mem::take(&mut run.state.batches_in_epoch);
+        let order = epoch_order(batches.len(), epoch, config.run.seed, config.data.sortagrad);
+        for (k, &bi) in order.iter().enumerate().skip(done) {
+            if opts.max_steps.is_some_and(|m| run.state.steps >= m) {
+                run.state.batches_in_epoch = k;
+                run.save(&opts.out, &config)?;
+                log(format!(
+                    "stopped at the step limit ({} steps)",
+                    run.state.steps
+                ));
                 break 'epochs;
             }
-            let idx = &batches[bi];
-            let specs: Vec<_> = idx.iter().map(|&i| &train_set.features[i]).collect();
-            let targets = idx.iter().map(|&i| train_set.targets[i].clone()).collect();
-            let batch = Batch::new(&specs, targets);
-            let mut acts = model.forward(&batch, Mode::Train);
-            let mut dlogits = vec![0.0; acts.logits.len()];
-            let n = batch.n as f32;
-            let (loss, impossible) = ctc_batch(&acts, &batch.targets, 1.0 / n, &mut dlogits);
-            grads.fill(0.0);
-            model.backward(&batch, &mut acts, &dlogits, &mut grads);
-            let norm = grad_norm(&grads);
-            state.steps += 1;
-            audio += specs.iter().map(|s| s.frames as f64 / 100.0).sum::<f64>();
-            if !loss.is_finite() || !norm.is_finite() {
+            let clip = config.optim.clip_norm;
+            let (loss, n, norm, finite) =
+                run.step(&train_set, &batches[bi], epoch, lr, clip, log)?;
+            if !finite {
                 skipped += 1;
                 log(format!(
-                    "step {}: non-finite loss or gradient, batch skipped",
-                    state.steps
+                    "step {}: non-finite loss or gradient, update skipped",
+                    run.state.steps
                 ));
                 continue;
             }
-            let gs = clip_factor(norm, config.optim.clip_norm);
-            opt.step_scaled(&mut model.params, &grads, gs, lr);
             loss_sum += loss;
-            utts += batch.n - impossible;
+            utts += n;
             if config.run.log_every > 0 && (k + 1) % config.run.log_every == 0 {
                 log(format!(
-                    "epoch {} step {} batch {}/{}: loss {:.3} (frames {}), grad norm {:.1}, {:.1} s",
+                    "epoch {} step {} batch {}/{}: loss {:.3}, grad norm {:.1}, {:.1} s",
                     epoch + 1,
-                    state.steps,
+                    run.state.steps,
                     k + 1,
                     batches.len(),
-                    loss / (batch.n - impossible).max(1) as f64,
-                    batch.frames,
+                    loss / n.max(1) as f64,
                     norm,
                     t0.elapsed().as_secs_f64()
                 ));
@@ -226,8 +373,14 @@ pub fn train(
         }
         let evaluate_now = (config.run.eval_every > 0 && (epoch + 1) % config.run.eval_every == 0)
             || epoch + 1 == config.schedule.epochs;
-        let test = evaluate_now
-            .then(|| evaluate(&mut model, &test_set, config.data.batch, Decoder::Greedy));
+        let test = evaluate_now.then(|| {
+            evaluate(
+                &mut run.model,
+                &test_set,
+                config.data.batch,
+                Decoder::Greedy,
+            )
+        });
         let record = EpochRecord {
             epoch: epoch + 1,
             lr,
@@ -248,23 +401,35 @@ pub fn train(
                 .map(|e| format!(", test WER {:.2}% CER {:.2}%", e.rates.wer, e.rates.cer))
                 .unwrap_or_default()
         ));
-        state.history.push(record);
-        state.epochs = epoch + 1;
-        state.optimizer_steps = opt.steps;
-        save(&model, &opt, &state)?;
+        run.state.history.push(record);
+        run.state.epochs = epoch + 1;
+        run.save(&opts.out, &config)?;
         last_eval = test;
     }
     let train_seconds = started.elapsed().as_secs_f64();
     let test = match last_eval {
         Some(e) => e,
-        None => evaluate(&mut model, &test_set, config.data.batch, Decoder::Greedy),
+        None => evaluate(
+            &mut run.model,
+            &test_set,
+            config.data.batch,
+            Decoder::Greedy,
+        ),
+    };
+    let (density, units_alive) = match &run.hook {
+        Some(h) => (h.density(), h.units_alive()),
+        None => (1.0, vec![run.model.config.hidden; run.model.config.layers]),
     };
     Ok(TrainSummary {
-        params: model.params.len(),
-        rnn_params: model.rnn_params(),
-        state,
+        params: run.model.params.len(),
+        rnn_params: run.model.rnn_params(),
+        nonzero_params: run.model.params.iter().filter(|&&v| v != 0.0).count(),
+        density,
+        units_alive,
+        state: run.state,
         test,
-        audio_per_second: audio / train_seconds.max(1e-9),
+        audio_per_second: run.audio / run.step_seconds.max(1e-9),
+        step_seconds: run.step_seconds,
         train_seconds,
     })
 }

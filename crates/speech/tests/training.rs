@@ -154,3 +154,83 @@ fn a_bad_audio_file_stops_the_run_naming_it_unless_skipping_is_asked() {
         .iter()
         .any(|l| l.contains("skipped") && l.contains("an4_train-1.wav")));
 }
+
+fn compress_config(epochs: usize) -> SpeechConfig {
+    let mut text = config(epochs).to_toml();
+    text.push_str(
+        r#"
+[compress]
+[[compress.phase]]
+what = "prune"
+scope = "per-tensor"
+curve = "cubic"
+from = 1.0
+to = 0.4
+start = "2 steps"
+end = "8 steps"
+every = "2 steps"
+[[compress.phase]]
+what = "units"
+curve = "step"
+from = 1.0
+to = 0.5
+start = "9 steps"
+end = "10 steps"
+every = "1 steps"
+"#,
+    );
+    SpeechConfig::from_toml(&text, "compress test").unwrap()
+}
+
+#[test]
+fn the_shared_compression_hook_prunes_and_removes_units_and_resumes_exactly() {
+    let data = corpus("compress", 8, 2);
+    let (whole, split) = (temp("c-whole"), temp("c-split"));
+    let mut events = Vec::new();
+    let s = train(
+        compress_config(3),
+        &options(&data, &whole, None, false),
+        &mut |l| events.push(l),
+    )
+    .unwrap();
+    assert!((s.density - 0.4).abs() < 0.02, "density {}", s.density);
+    assert_eq!(s.units_alive, vec![4, 4]);
+    assert!(
+        events.iter().any(|e| e.contains("\"what\":\"prune\"")),
+        "{events:?}"
+    );
+    assert!(s.nonzero_params < s.params);
+    // Pruned weights stay zero in the saved model; a run stopped between events resumes exactly.
+    train(
+        compress_config(3),
+        &options(&data, &split, Some(5), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    train(
+        compress_config(3),
+        &options(&data, &split, None, true),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (a, b) = (load_run(&whole).unwrap(), load_run(&split).unwrap());
+    assert_eq!(
+        a.model.params, b.model.params,
+        "parameters differ after resuming"
+    );
+    let units = a.model.unit_structure();
+    let masked: usize = a
+        .model
+        .layout
+        .tensors()
+        .iter()
+        .filter(|t| compress::UnitStructure::maskable(&units, &t.name, &t.shape, false))
+        .map(|t| {
+            a.model.params[t.range()]
+                .iter()
+                .filter(|&&v| v == 0.0)
+                .count()
+        })
+        .sum();
+    assert!(masked > 0);
+}
