@@ -7,6 +7,7 @@
 //! over [`Real`]: f32 for training, f64 for the gradient checks.
 
 use kernels::{matmul, Real, Trans};
+use rayon::prelude::*;
 
 /// Shape of one convolution layer. The weight is stored `(out_c, in_c, kh, kw)` row-major and the
 /// bias `(out_c)`, as PyTorch's `nn.Conv2d` stores them, so its tensors load without reordering.
@@ -147,28 +148,44 @@ fn im2col<F: Real>(
         for i in 0..s.kh {
             for j in 0..s.kw {
                 let out = &mut cols[row * ho * wo..(row + 1) * ho * wo];
+                let (lo, hi) = valid_outputs(s, j, w, wo);
                 for oy in 0..ho {
                     // Input row under this tap; signed because the padding is above row 0.
                     let y = (oy * s.sh + i) as isize - s.ph as isize;
                     let dst = &mut out[oy * wo..(oy + 1) * wo];
-                    if y < 0 || y >= h as isize {
+                    if y < 0 || y >= h as isize || lo >= hi {
                         dst.fill(F::ZERO);
                         continue;
                     }
                     let src = &plane[y as usize * w..(y as usize + 1) * w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let x = (ox * s.sw + j) as isize - s.pw as isize;
-                        *d = if x >= 0 && x < w as isize {
-                            src[x as usize]
-                        } else {
-                            F::ZERO
-                        };
+                    dst[..lo].fill(F::ZERO);
+                    dst[hi..].fill(F::ZERO);
+                    let x0 = lo * s.sw + j - s.pw;
+                    if s.sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[x0..x0 + (hi - lo)]);
+                    } else {
+                        for (d, &v) in dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(s.sw)) {
+                            *d = v;
+                        }
                     }
                 }
                 row += 1;
             }
         }
     }
+}
+
+/// The output columns `lo..hi` whose input column under kernel tap column `j` is inside the
+/// image (not in the padding): `0 <= ox*sw + j - pw < w`.
+fn valid_outputs(s: &Conv2dSpec, j: usize, w: usize, wo: usize) -> (usize, usize) {
+    // ox*sw >= pw - j, and ox*sw + j - pw <= w - 1.
+    let lo = s.pw.saturating_sub(j).div_ceil(s.sw).min(wo);
+    let hi = if w + s.pw > j {
+        ((w + s.pw - j - 1) / s.sw + 1).min(wo)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
 }
 
 /// The adjoint of [`im2col`]: adds each column value back to the input position it was read
@@ -188,17 +205,17 @@ fn col2im<F: Real>(
         for i in 0..s.kh {
             for j in 0..s.kw {
                 let src_row = &cols[row * ho * wo..(row + 1) * ho * wo];
+                let (lo, hi) = valid_outputs(s, j, w, wo);
                 for oy in 0..ho {
                     let y = (oy * s.sh + i) as isize - s.ph as isize;
-                    if y < 0 || y >= h as isize {
+                    if y < 0 || y >= h as isize || lo >= hi {
                         continue;
                     }
                     let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
-                    for (ox, &v) in src_row[oy * wo..(oy + 1) * wo].iter().enumerate() {
-                        let x = (ox * s.sw + j) as isize - s.pw as isize;
-                        if x >= 0 && x < w as isize {
-                            dst[x as usize] += v;
-                        }
+                    let x0 = lo * s.sw + j - s.pw;
+                    let src = &src_row[oy * wo + lo..oy * wo + hi];
+                    for (d, &v) in dst[x0..].iter_mut().step_by(s.sw).zip(src) {
+                        *d += v;
                     }
                 }
                 row += 1;
@@ -207,8 +224,13 @@ fn col2im<F: Real>(
     }
 }
 
+/// Images per task of the backward pass: each task sums its images' weight gradients in order
+/// and the tasks' sums are added in task order, so the result does not depend on the thread
+/// count or on scheduling.
+const IMAGES_PER_TASK: usize = 4;
+
 /// Forward pass: `x` is `(n, in_c, h, w)`, `y` receives `(n, out_c, ho, wo)` (overwritten).
-/// Returns `(ho, wo)`. `cols` is scratch, grown as needed and reusable across calls.
+/// Returns `(ho, wo)`. Images run in parallel, each lowered by im2col into its own scratch.
 ///
 /// # Panics
 /// On a length that does not match the shapes, a bias present iff `spec.bias` violated, or an
@@ -223,7 +245,6 @@ pub fn conv2d_forward<F: Real>(
     weight: &[F],
     bias: Option<&[F]>,
     y: &mut [F],
-    cols: &mut Vec<F>,
 ) -> (usize, usize) {
     let (ho, wo) = spec.check(n, h, w, x.len(), weight.len());
     assert_eq!(
@@ -237,31 +258,36 @@ pub fn conv2d_forward<F: Real>(
         n * o * p,
         "conv2d: output is not {n}x{o}x{ho}x{wo}"
     );
-    cols.resize(k * p, F::ZERO);
-    for b in 0..n {
-        let img = &x[b * spec.in_c * h * w..(b + 1) * spec.in_c * h * w];
-        im2col(spec, img, h, w, ho, wo, cols);
-        let out = &mut y[b * o * p..(b + 1) * o * p];
-        // The bias is written first and the product added onto it (beta = 1).
-        let beta = match bias {
-            Some(bias) => {
-                for (row, &bv) in out.chunks_exact_mut(p).zip(bias) {
-                    row.fill(bv);
-                }
-                F::ONE
-            }
-            None => F::ZERO,
-        };
-        matmul(o, p, k, F::ONE, weight, Trans::N, cols, Trans::N, beta, out);
+    if n == 0 || p == 0 {
+        return (ho, wo);
     }
+    let img_len = spec.in_c * h * w;
+    y.par_chunks_mut(o * p)
+        .zip(x.par_chunks(img_len))
+        .for_each_init(Vec::new, |cols, (out, img)| {
+            cols.resize(k * p, F::ZERO);
+            im2col(spec, img, h, w, ho, wo, cols);
+            // The bias is written first and the product added onto it (beta = 1).
+            let beta = match bias {
+                Some(bias) => {
+                    for (row, &bv) in out.chunks_exact_mut(p).zip(bias) {
+                        row.fill(bv);
+                    }
+                    F::ONE
+                }
+                None => F::ZERO,
+            };
+            matmul(o, p, k, F::ONE, weight, Trans::N, cols, Trans::N, beta, out);
+        });
     (ho, wo)
 }
 
-/// Backward pass for `dy` `(n, out_c, ho, wo)`: `dx` `(n, in_c, h, w)` is overwritten, while
-/// `dw` (weight-shaped) and `db` (`out_c`) are *accumulated into*, so gradients of several batches
-/// or utterances can sum in place like PyTorch's `.grad`. The im2col columns are recomputed from
-/// `x` rather than kept from the forward pass: they are `kh*kw` times the input (451x for conv1),
-/// too large to hold for every layer of a batch.
+/// Backward pass for `dy` `(n, out_c, ho, wo)`: `dx` `(n, in_c, h, w)`, when asked for (a first
+/// layer's input needs no gradient), is overwritten, while `dw` (weight-shaped) and `db`
+/// (`out_c`) are *accumulated into*, so gradients of several batches or utterances can sum in
+/// place like PyTorch's `.grad`. The im2col columns are recomputed from `x` rather than kept
+/// from the forward pass: they are `kh*kw` times the input (451x for conv1), too large to hold
+/// for every layer of a batch.
 ///
 /// # Panics
 /// As [`conv2d_forward`], and if `db` is given without a bias or vice versa.
@@ -274,10 +300,9 @@ pub fn conv2d_backward<F: Real>(
     w: usize,
     weight: &[F],
     dy: &[F],
-    dx: &mut [F],
+    dx: Option<&mut [F]>,
     dw: &mut [F],
-    mut db: Option<&mut [F]>,
-    cols: &mut Vec<F>,
+    db: Option<&mut [F]>,
 ) {
     let (ho, wo) = spec.check(n, h, w, x.len(), weight.len());
     assert_eq!(
@@ -291,37 +316,88 @@ pub fn conv2d_backward<F: Real>(
         n * o * p,
         "conv2d: output gradient is not {n}x{o}x{ho}x{wo}"
     );
-    assert_eq!(dx.len(), x.len(), "conv2d: input gradient length");
+    if let Some(dx) = dx.as_deref() {
+        assert_eq!(dx.len(), x.len(), "conv2d: input gradient length");
+    }
     assert_eq!(dw.len(), weight.len(), "conv2d: weight gradient length");
-    // One buffer holds the image's columns (for dW) and then its column gradients (for dx).
-    cols.resize(k * p, F::ZERO);
+    if n == 0 {
+        return;
+    }
     let img_len = spec.in_c * h * w;
-    for b in 0..n {
-        let g = &dy[b * o * p..(b + 1) * o * p];
+    let tasks = n.div_ceil(IMAGES_PER_TASK);
+    let dx_parts: Vec<Option<&mut [F]>> = match dx {
+        Some(dx) => dx.chunks_mut(img_len * IMAGES_PER_TASK).map(Some).collect(),
+        None => (0..tasks).map(|_| None).collect(),
+    };
+    let parts: Vec<(Vec<F>, Vec<F>)> = dx_parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(task, mut dx_part)| {
+            let (mut dw_part, mut db_part) = (vec![F::ZERO; o * k], vec![F::ZERO; o]);
+            // One buffer holds an image's columns (for dW), then its column gradients (for dx).
+            let mut cols = vec![F::ZERO; k * p];
+            let first = task * IMAGES_PER_TASK;
+            for b in first..(first + IMAGES_PER_TASK).min(n) {
+                let g = &dy[b * o * p..(b + 1) * o * p];
+                for (d, row) in db_part.iter_mut().zip(g.chunks_exact(p)) {
+                    *d += row.iter().fold(F::ZERO, |s, &v| s + v);
+                }
+                im2col(
+                    spec,
+                    &x[b * img_len..(b + 1) * img_len],
+                    h,
+                    w,
+                    ho,
+                    wo,
+                    &mut cols,
+                );
+                // dW (o x k) += dY (o x p) * cols^T (p x k).
+                matmul(
+                    o,
+                    k,
+                    p,
+                    F::ONE,
+                    g,
+                    Trans::N,
+                    &cols,
+                    Trans::T,
+                    F::ONE,
+                    &mut dw_part,
+                );
+                let Some(dx) = dx_part.as_deref_mut() else {
+                    continue;
+                };
+                // dcols (k x p) = W^T (k x o) * dY (o x p), then scattered back to the image.
+                matmul(
+                    k,
+                    p,
+                    o,
+                    F::ONE,
+                    weight,
+                    Trans::T,
+                    g,
+                    Trans::N,
+                    F::ZERO,
+                    &mut cols,
+                );
+                let local = b - first;
+                let dimg = &mut dx[local * img_len..(local + 1) * img_len];
+                dimg.fill(F::ZERO);
+                col2im(spec, &cols, h, w, ho, wo, dimg);
+            }
+            (dw_part, db_part)
+        })
+        .collect();
+    let mut db = db;
+    for (dw_part, db_part) in parts {
+        for (d, v) in dw.iter_mut().zip(dw_part) {
+            *d += v;
+        }
         if let Some(db) = db.as_deref_mut() {
-            for (d, row) in db.iter_mut().zip(g.chunks_exact(p)) {
-                *d += row.iter().fold(F::ZERO, |s, &v| s + v);
+            for (d, v) in db.iter_mut().zip(db_part) {
+                *d += v;
             }
         }
-        im2col(spec, &x[b * img_len..(b + 1) * img_len], h, w, ho, wo, cols);
-        // dW (o x k) += dY (o x p) * cols^T (p x k).
-        matmul(o, k, p, F::ONE, g, Trans::N, cols, Trans::T, F::ONE, dw);
-        // dcols (k x p) = W^T (k x o) * dY (o x p), then scattered back to the image.
-        matmul(
-            k,
-            p,
-            o,
-            F::ONE,
-            weight,
-            Trans::T,
-            g,
-            Trans::N,
-            F::ZERO,
-            cols,
-        );
-        let dimg = &mut dx[b * img_len..(b + 1) * img_len];
-        dimg.fill(F::ZERO);
-        col2im(spec, cols, h, w, ho, wo, dimg);
     }
 }
 

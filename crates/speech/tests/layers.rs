@@ -75,7 +75,7 @@ fn forward_vec(
 ) -> Vec<f64> {
     let (ho, wo) = (s.out_h(h).unwrap(), s.out_w(w).unwrap());
     let mut y = vec![0.0; n * s.out_c * ho * wo];
-    conv2d_forward(s, x, n, h, w, wt, b, &mut y, &mut Vec::new());
+    conv2d_forward(s, x, n, h, w, wt, b, &mut y);
     y
 }
 
@@ -145,7 +145,7 @@ proptest! {
         let (want, ho, wo) = conv2d_reference(&spec, &x, n, h, w, &wt, b);
         let (x32, w32, b32) = (cast::<f32>(&x), cast::<f32>(&wt), b.map(cast::<f32>));
         let mut y = vec![0.0f32; n * out_c * ho * wo];
-        conv2d_forward(&spec, &x32, n, h, w, &w32, b32.as_deref(), &mut y, &mut Vec::new());
+        conv2d_forward(&spec, &x32, n, h, w, &w32, b32.as_deref(), &mut y);
         let want32 = cast::<f32>(&want);
         prop_assert!(max_abs_diff(&y, &want32) < 1e-4);
     }
@@ -175,19 +175,7 @@ fn conv_gradients_match_central_differences() {
             vec![0.0; spec.out_c],
         );
         let db_arg = spec.bias.then_some(&mut db[..]);
-        conv2d_backward(
-            &spec,
-            &x,
-            n,
-            h,
-            w,
-            &wt,
-            &g,
-            &mut dx,
-            &mut dw,
-            db_arg,
-            &mut Vec::new(),
-        );
+        conv2d_backward(&spec, &x, n, h, w, &wt, &g, Some(&mut dx), &mut dw, db_arg);
         let eps = 1e-6;
         let num_dx = numeric_grad(&x, eps, |p| {
             dot(&forward_vec(&spec, p, n, h, w, &wt, b), &g)
@@ -223,10 +211,9 @@ fn conv_weight_gradients_accumulate() {
         w,
         &wt,
         &g,
-        &mut dx,
+        Some(&mut dx),
         &mut dw,
         Some(&mut db),
-        &mut Vec::new(),
     );
     let (once_w, once_b) = (dw.clone(), db.clone());
     conv2d_backward(
@@ -237,10 +224,9 @@ fn conv_weight_gradients_accumulate() {
         w,
         &wt,
         &g,
-        &mut dx,
+        Some(&mut dx),
         &mut dw,
         Some(&mut db),
-        &mut Vec::new(),
     );
     let twice: Vec<f64> = once_w.iter().map(|v| 2.0 * v).collect();
     assert!(
@@ -332,15 +318,14 @@ fn conv_chain_vs_torch<F: Real>(tol: f64) {
         1.0 / ((32 * 21 * 11) as f64).sqrt(),
     ));
     let b2: Vec<F> = cast(&det(32, 5.0, 0.1));
-    let mut cols = Vec::new();
     let mut y1 = vec![F::ZERO; n * 32 * 61 * 15];
     assert_eq!(
-        conv2d_forward(&c1, &x, n, h, w, &w1, Some(&b1), &mut y1, &mut cols),
+        conv2d_forward(&c1, &x, n, h, w, &w1, Some(&b1), &mut y1),
         (61, 15)
     );
     let mut y2 = vec![F::ZERO; n * 32 * 21 * 5];
     assert_eq!(
-        conv2d_forward(&c2, &y1, n, 61, 15, &w2, Some(&b2), &mut y2, &mut cols),
+        conv2d_forward(&c2, &y1, n, 61, 15, &w2, Some(&b2), &mut y2),
         (21, 5)
     );
     check_summary(&format!("{} y1", F::NAME), &y1, &fx["y1"], tol);
@@ -359,10 +344,9 @@ fn conv_chain_vs_torch<F: Real>(tol: f64) {
         15,
         &w2,
         &g2,
-        &mut dy1,
+        Some(&mut dy1),
         &mut dw2,
         Some(&mut db2),
-        &mut cols,
     );
     let (mut dx, mut dw1, mut db1) = (
         vec![F::ZERO; x.len()],
@@ -377,10 +361,9 @@ fn conv_chain_vs_torch<F: Real>(tol: f64) {
         w,
         &w1,
         &dy1,
-        &mut dx,
+        Some(&mut dx),
         &mut dw1,
         Some(&mut db1),
-        &mut cols,
     );
     for (name, got, key) in [
         ("dy1", &dy1, "dy1"),
@@ -569,4 +552,54 @@ fn hardtanh_passes_nan_through() {
     let mut y = [0.0f32; 2];
     Hardtanh::deepspeech().forward(&[f32::NAN, 30.0], &mut y);
     assert!(y[0].is_nan() && y[1] == 20.0);
+}
+
+/// The backward pass splits a batch into tasks of a few images: with more images than a task
+/// holds, dW, db and dx must equal the sums (and pieces) of one call per image.
+#[test]
+fn conv_backward_over_many_images_equals_one_image_at_a_time() {
+    let spec = Conv2dSpec {
+        in_c: 2,
+        out_c: 3,
+        kh: 3,
+        kw: 4,
+        sh: 2,
+        sw: 1,
+        ph: 1,
+        pw: 2,
+        bias: true,
+    };
+    let (n, h, w) = (9, 7, 6);
+    let x = det(n * 2 * h * w, 1.0, 1.0);
+    let weight = det(spec.weight_len(), 2.0, 0.5);
+    let (ho, wo) = (spec.out_h(h).unwrap(), spec.out_w(w).unwrap());
+    let per_y = 3 * ho * wo;
+    let dy = det(n * per_y, 3.0, 1.0);
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; weight.len()], vec![0.0; 3]);
+    conv2d_backward(&spec, &x, n, h, w, &weight, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+    let (mut dw1, mut db1) = (vec![0.0; weight.len()], vec![0.0; 3]);
+    let per_x = 2 * h * w;
+    for b in 0..n {
+        let mut dxb = vec![0.0; per_x];
+        conv2d_backward(
+            &spec,
+            &x[b * per_x..(b + 1) * per_x],
+            1,
+            h,
+            w,
+            &weight,
+            &dy[b * per_y..(b + 1) * per_y],
+            Some(&mut dxb),
+            &mut dw1,
+            Some(&mut db1),
+        );
+        assert_eq!(&dx[b * per_x..(b + 1) * per_x], &dxb[..], "image {b}");
+    }
+    for (a, b) in dw.iter().zip(&dw1).chain(db.iter().zip(&db1)) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // Without dx the weight gradients are the same.
+    let (mut dw2, mut db2) = (vec![0.0; weight.len()], vec![0.0; 3]);
+    conv2d_backward(&spec, &x, n, h, w, &weight, &dy, None, &mut dw2, Some(&mut db2));
+    assert_eq!((dw2, db2), (dw, db));
 }

@@ -167,7 +167,6 @@ impl DeepSpeech {
         let (c1, c2) = (self.config.conv1(), self.config.conv2());
         let (ch, hid) = (self.config.conv_channels, self.config.hidden);
         let act = Hardtanh::deepspeech();
-        let mut cols = Vec::new();
         // conv1 → BatchNorm → Hardtanh, masked after each.
         let (h1, w1) = (c1.out_h(BINS).expect("bins"), c1.out_w(t0).unwrap_or(0));
         let len1: Vec<usize> = batch
@@ -178,17 +177,7 @@ impl DeepSpeech {
         let mut z1 = vec![0.0; n * ch * h1 * w1];
         if w1 > 0 {
             let (w, b) = (self.tensor(self.idx.conv1_w), self.tensor(self.idx.conv1_b));
-            conv2d_forward(
-                &c1,
-                &batch.features,
-                n,
-                BINS,
-                t0,
-                w,
-                Some(b),
-                &mut z1,
-                &mut cols,
-            );
+            conv2d_forward(&c1, &batch.features, n, BINS, t0, w, Some(b), &mut z1);
         }
         mask_time(&mut z1, n, ch * h1, w1, &len1);
         let mut bn1 = BnCache::default();
@@ -204,7 +193,7 @@ impl DeepSpeech {
         let mut z2 = vec![0.0; n * ch * h2 * w2];
         if w2 > 0 {
             let (w, b) = (self.tensor(self.idx.conv2_w), self.tensor(self.idx.conv2_b));
-            conv2d_forward(&c2, &a1, n, h1, w1, w, Some(b), &mut z2, &mut cols);
+            conv2d_forward(&c2, &a1, n, h1, w1, w, Some(b), &mut z2);
         }
         mask_time(&mut z2, n, ch * h2, w2, &len2);
         let mut bn2 = BnCache::default();
@@ -417,7 +406,6 @@ impl DeepSpeech {
         let (h1, w1, h2) = (acts.h1, acts.w1, acts.h2);
         let act = Hardtanh::deepspeech();
         let l = &self.layout;
-        let mut cols = Vec::new();
         let mut da2 = vec![0.0; n * ch * h2 * t];
         from_frames(dframes, n, ch * h2, t, &mut da2);
         let mut dpre2 = vec![0.0; da2.len()];
@@ -448,10 +436,9 @@ impl DeepSpeech {
                 w1,
                 w,
                 &dz2,
-                &mut da1,
+                Some(&mut da1),
                 dw,
                 Some(db),
-                &mut cols,
             );
         }
         let mut dpre1 = vec![0.0; da1.len()];
@@ -467,7 +454,6 @@ impl DeepSpeech {
             grads,
         );
         mask_time(&mut dz1, n, ch * h1, w1, &acts.len1);
-        let mut dfeat = vec![0.0; batch.features.len()];
         let [dw, db] = disjoint_mut(
             grads,
             [l.range(self.idx.conv1_w), l.range(self.idx.conv1_b)],
@@ -481,10 +467,9 @@ impl DeepSpeech {
             batch.frames,
             w,
             &dz1,
-            &mut dfeat,
+            None,
             dw,
             Some(db),
-            &mut cols,
         );
     }
 
