@@ -5,6 +5,7 @@
 //! (so one optimizer loop and one checkpoint format serve it); the BatchNorm running statistics
 //! are buffers beside it. The passes are in `deepspeech/pass.rs`.
 
+mod compact;
 mod pass;
 mod units;
 

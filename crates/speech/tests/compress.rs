@@ -135,3 +135,37 @@ fn importance_ranks_the_weakest_unit_first_and_only_matrices_are_masked() {
         .iter()
         .all(|n| n.contains(".rnn.weight_") || n.starts_with("fc.")));
 }
+
+#[test]
+fn compaction_removes_silenced_units_and_keeps_the_outputs() {
+    let mut m = model();
+    let units = m.unit_structure();
+    let layout = m.layout.clone();
+    units
+        .silence_units(&layout, &mut m.params, 0, &[1, 4])
+        .unwrap();
+    units
+        .silence_units(&layout, &mut m.params, 1, &[0, 5])
+        .unwrap();
+    assert_eq!(m.silent_units(0), vec![1, 4]);
+    assert_eq!(m.silent_units(1), vec![0, 5]);
+    let c = m.compact().unwrap();
+    assert_eq!(c.config.hidden, 4);
+    assert!(c.params.len() < m.params.len());
+    for mode in [Mode::Eval, Mode::Train] {
+        let (a, b) = (logits(&m, mode), logits(&c, mode));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{mode:?}: {x} vs {y}"
+            );
+        }
+    }
+    // Uneven removal cannot be expressed with one width.
+    units
+        .silence_units(&layout, &mut m.params, 1, &[2])
+        .unwrap();
+    let err = m.compact().unwrap_err();
+    assert!(err.contains("[4, 3]"), "{err}");
+}

@@ -576,7 +576,18 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
     let per_y = 3 * ho * wo;
     let dy = det(n * per_y, 3.0, 1.0);
     let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; weight.len()], vec![0.0; 3]);
-    conv2d_backward(&spec, &x, n, h, w, &weight, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+    conv2d_backward(
+        &spec,
+        &x,
+        n,
+        h,
+        w,
+        &weight,
+        &dy,
+        Some(&mut dx),
+        &mut dw,
+        Some(&mut db),
+    );
     let (mut dw1, mut db1) = (vec![0.0; weight.len()], vec![0.0; 3]);
     let per_x = 2 * h * w;
     for b in 0..n {
@@ -600,6 +611,17 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
     }
     // Without dx the weight gradients are the same.
     let (mut dw2, mut db2) = (vec![0.0; weight.len()], vec![0.0; 3]);
-    conv2d_backward(&spec, &x, n, h, w, &weight, &dy, None, &mut dw2, Some(&mut db2));
+    conv2d_backward(
+        &spec,
+        &x,
+        n,
+        h,
+        w,
+        &weight,
+        &dy,
+        None,
+        &mut dw2,
+        Some(&mut db2),
+    );
     assert_eq!((dw2, db2), (dw, db));
 }

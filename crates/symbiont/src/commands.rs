@@ -381,6 +381,9 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
 }
 
 pub fn compact(args: CompactArgs) -> Result<u8> {
+    if speech::checkpoint::is_speech_checkpoint(&args.checkpoint) {
+        return crate::speech_cli::compact_speech(args);
+    }
     let mut ckpt = Checkpoint::load(&args.checkpoint)?;
     // Writing OUT/checkpoint over the source would replace the model being compacted.
     let source = Checkpoint::locate(&args.checkpoint)?;

@@ -210,3 +210,57 @@ fn transcribe_one(
     let acts = model.forward(&batch, Mode::Eval);
     Ok(decode(&dec.decode(&acts.utterance_logits(0))))
 }
+
+/// `symbiont compact` of a speech checkpoint: the model without its silenced units, in `--out`
+/// (model.safetensors, and config.toml with the new width when the source has one).
+pub fn compact_speech(args: crate::CompactArgs) -> Result<u8> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(&args.checkpoint, &args.out) {
+        return Err(format!(
+            "--out {} would overwrite the checkpoint being compacted; choose another folder",
+            args.out.display()
+        )
+        .into());
+    }
+    let model = load_model(&args.checkpoint)?;
+    let small = model.compact()?;
+    speech::checkpoint::save_model(&args.out, &small)?;
+    let source_config = args.checkpoint.join("config.toml");
+    if source_config.is_file() {
+        let mut config = SpeechConfig::from_file(&source_config)?;
+        config.model.hidden = small.config.hidden;
+        config.compress = None;
+        config.run.init_from = None;
+        let path = args.out.join("config.toml");
+        std::fs::write(&path, config.to_toml()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let nonzero =
+        |m: &speech::deepspeech::DeepSpeech| m.params.iter().filter(|&&v| v != 0.0).count();
+    let summary = json!({
+        "checkpoint": args.out.display().to_string(),
+        "hidden_before": model.config.hidden,
+        "hidden_after": small.config.hidden,
+        "params_before": model.params.len(),
+        "params_after": small.params.len(),
+        "nonzero_before": nonzero(&model),
+        "nonzero_after": nonzero(&small),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "hidden {} -> {}; {} -> {} parameters ({} -> {} non-zero); written to {}",
+            model.config.hidden,
+            small.config.hidden,
+            model.params.len(),
+            small.params.len(),
+            nonzero(&model),
+            nonzero(&small),
+            args.out.display()
+        );
+    }
+    Ok(0)
+}

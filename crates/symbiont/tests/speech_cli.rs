@@ -1,0 +1,196 @@
+//! Speech through the CLI as a user runs it, on a small corpus of tones written here in AN4's
+//! layout: `train` with a speech config, `eval --json` with the keys the acceptance checks read,
+//! `transcribe`, `compact`, and the refusals (an AN4 split that does not exist, a GPU) with exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("symbiont-speech-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_symbiont"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    eprintln!(
+        "symbiont {}: {}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+fn tone(path: &Path, hz: f64, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(seconds * 16_000.0) as usize {
+        let v = (2.0 * std::f64::consts::PI * hz * i as f64 / 16_000.0).sin() * 8000.0;
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn corpus(d: &Path) {
+    std::fs::create_dir_all(d.join("etc")).unwrap();
+    for (split, count) in [("an4_train", 6), ("an4_test", 3)] {
+        std::fs::create_dir_all(d.join("wav").join(split)).unwrap();
+        let (mut ids, mut text) = (String::new(), String::new());
+        for i in 0..count {
+            let (word, hz) = if i % 2 == 0 {
+                ("HI", 440.0)
+            } else {
+                ("LO", 220.0)
+            };
+            let id = format!("{split}-{i}");
+            tone(&d.join(format!("wav/{split}/{id}.wav")), hz, 0.5);
+            ids.push_str(&format!("{split}/{id}\n"));
+            text.push_str(&format!("<s> {word} </s> ({id})\n"));
+        }
+        std::fs::write(d.join(format!("etc/{split}.fileids")), ids).unwrap();
+        std::fs::write(d.join(format!("etc/{split}.transcription")), text).unwrap();
+    }
+}
+
+const CONFIG: &str = r#"
+[model]
+arch = "deepspeech"
+hidden = 8
+layers = 2
+conv_channels = 2
+[data]
+batch = 3
+[optim]
+kind = "adam"
+lr = 1e-3
+clip_norm = 400.0
+[schedule]
+epochs = 2
+"#;
+
+#[test]
+fn train_eval_transcribe_and_compact_a_speech_model() {
+    let d = tmpdir("flow");
+    let data = d.join("an4");
+    corpus(&data);
+    let config = d.join("an4-tiny.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let (run_dir, data_s) = (d.join("run"), data.to_str().unwrap());
+    let out = run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--json",
+        "--max-steps",
+        "3",
+    ]);
+    let t = json(&out);
+    assert_eq!(t["steps"], 3);
+    assert_eq!(t["device"], "cpu");
+    for key in [
+        "wer",
+        "cer",
+        "wer_mean_utterance",
+        "audio_seconds_per_second",
+    ] {
+        assert!(
+            t[key].as_f64().is_some_and(f64::is_finite),
+            "train --json lacks {key}: {t}"
+        );
+    }
+    let run_s = run_dir.to_str().unwrap();
+    let e = json(&run(&[
+        "eval",
+        "--checkpoint",
+        run_s,
+        "--split",
+        "test",
+        "--data-dir",
+        data_s,
+        "--json",
+    ]));
+    for key in ["wer", "cer", "wer_mean_utterance"] {
+        let v = e[key].as_f64().unwrap();
+        assert!((0.0..=100.0 * 10.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(e["utterances"], 3);
+    assert_eq!(e["decoder"], "greedy");
+    // The training run's final test rates are the checkpoint's.
+    assert_eq!(e["wer"], t["wer"]);
+    let b = json(&run(&[
+        "eval",
+        "--checkpoint",
+        run_s,
+        "--split",
+        "test",
+        "--data-dir",
+        data_s,
+        "--beam",
+        "4",
+        "--json",
+    ]));
+    assert_eq!(b["decoder"], "beam-4");
+    let bad = run(&[
+        "eval",
+        "--checkpoint",
+        run_s,
+        "--split",
+        "valid",
+        "--data-dir",
+        data_s,
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("AN4 has no `valid` split"));
+    let wav0 = data.join("wav/an4_test/an4_test-0.wav");
+    let wav1 = data.join("wav/an4_test/an4_test-1.wav");
+    let tr = run(&[
+        "transcribe",
+        "--model",
+        run_s,
+        wav0.to_str().unwrap(),
+        wav1.to_str().unwrap(),
+    ]);
+    assert!(tr.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&tr.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with(wav0.to_str().unwrap()) && lines[0].contains('\t'));
+    let small = d.join("small");
+    let c = json(&run(&[
+        "compact",
+        run_s,
+        "--out",
+        small.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(c["hidden_before"], 8);
+    let gpu = run(&[
+        "--device",
+        "cuda:0",
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(gpu.status.code(), Some(2));
+}
