@@ -32,6 +32,16 @@ pub struct ModelSection {
     pub layers: usize,
     #[serde(default = "default_channels")]
     pub conv_channels: usize,
+    /// "lstm" (default) or "hlstm" (gates are one-hidden-layer MLPs).
+    #[serde(default = "default_cell")]
+    pub cell: String,
+    /// The H-LSTM gates' hidden width M (default: `hidden`).
+    #[serde(default)]
+    pub gate_hidden: Option<usize>,
+}
+
+fn default_cell() -> String {
+    "lstm".into()
 }
 
 fn default_channels() -> usize {
@@ -167,6 +177,10 @@ impl SpeechConfig {
             hidden: self.model.hidden,
             layers: self.model.layers,
             conv_channels: self.model.conv_channels,
+            gate_hidden: match self.model.cell.as_str() {
+                "hlstm" => self.model.gate_hidden.unwrap_or(self.model.hidden),
+                _ => 0,
+            },
         }
     }
 
@@ -176,6 +190,19 @@ impl SpeechConfig {
                 "[model] arch = \"{}\": speech configs take \"deepspeech\"",
                 self.model.arch
             ));
+        }
+        match (self.model.cell.as_str(), self.model.gate_hidden) {
+            ("lstm", None) | ("hlstm", None) => {}
+            ("hlstm", Some(m)) if m > 0 => {}
+            ("hlstm", Some(_)) => return Err("[model] gate_hidden must be positive".into()),
+            ("lstm", Some(_)) => {
+                return Err("[model] gate_hidden is the H-LSTM's: set cell = \"hlstm\"".into())
+            }
+            (other, _) => {
+                return Err(format!(
+                    "[model] cell = \"{other}\": use \"lstm\" or \"hlstm\""
+                ))
+            }
         }
         self.deepspeech().validate()?;
         if self.data.batch == 0 {

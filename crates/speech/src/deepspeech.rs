@@ -33,6 +33,9 @@ pub struct DeepSpeechConfig {
     /// Output channels of both convolutions (32 in DeepSpeech2).
     #[serde(default = "default_channels")]
     pub conv_channels: usize,
+    /// 0: LSTM cells; M > 0: H-LSTM cells whose gates are MLPs with a hidden layer of width M.
+    #[serde(default)]
+    pub gate_hidden: usize,
 }
 
 fn default_channels() -> usize {
@@ -92,15 +95,37 @@ struct BnParams {
     bias: usize,
 }
 
+/// Indices of one direction's tensors, by role.
+#[derive(Clone, Copy, Debug)]
+struct DirParams {
+    /// The matrix reading the layer input: `weight_ih` (4H, I) or the H-LSTM's `weight_ih1`
+    /// (4M, I).
+    input: usize,
+    /// The matrix reading h_{t-1}: `weight_hh` (4H, H) or `weight_hh1` (4M, H).
+    recurrent: usize,
+    /// H-LSTM only: `bias1` (4M), `weight2` (4, H, M), `bias2` (4H).
+    second: Option<[usize; 3]>,
+}
+
+impl DirParams {
+    /// The tensors with one row per gate pre-activation (4H rows, gate-major): a unit owns row
+    /// g·H + j of each. LSTM: both matrices; H-LSTM: the gates' second layer and its bias (the
+    /// first layers are shared by all units).
+    fn gate_row_tensors(&self) -> Vec<usize> {
+        match self.second {
+            None => vec![self.input, self.recurrent],
+            Some([_, w2, b2]) => vec![w2, b2],
+        }
+    }
+}
+
 /// Indices of one recurrent layer's tensors.
 #[derive(Clone, Copy, Debug)]
 struct RnnParams {
     /// The sequence-wise BatchNorm on the layer's input (all layers but the first).
     norm: Option<usize>,
-    w_ih: usize,
-    w_hh: usize,
-    w_ih_rev: usize,
-    w_hh_rev: usize,
+    /// Forward and backward direction.
+    dirs: [DirParams; 2],
 }
 
 /// Where every tensor is.
@@ -159,13 +184,31 @@ impl DeepSpeech {
                 norms_idx.len() - 1
             });
             let p = format!("rnns.{l}.rnn");
-            rnns.push(RnnParams {
-                norm,
-                w_ih: layout.push(&format!("{p}.weight_ih_l0"), &[4 * h, input]),
-                w_hh: layout.push(&format!("{p}.weight_hh_l0"), &[4 * h, h]),
-                w_ih_rev: layout.push(&format!("{p}.weight_ih_l0_reverse"), &[4 * h, input]),
-                w_hh_rev: layout.push(&format!("{p}.weight_hh_l0_reverse"), &[4 * h, h]),
-            });
+            let m = config.gate_hidden;
+            let mut dir = |suffix: &str| {
+                let mut t = |name: &str, shape: &[usize]| {
+                    layout.push(&format!("{p}.{name}_l0{suffix}"), shape)
+                };
+                if m == 0 {
+                    DirParams {
+                        input: t("weight_ih", &[4 * h, input]),
+                        recurrent: t("weight_hh", &[4 * h, h]),
+                        second: None,
+                    }
+                } else {
+                    DirParams {
+                        input: t("weight_ih1", &[4 * m, input]),
+                        recurrent: t("weight_hh1", &[4 * m, h]),
+                        second: Some([
+                            t("bias1", &[4 * m]),
+                            t("weight2", &[4, h, m]),
+                            t("bias2", &[4 * h]),
+                        ]),
+                    }
+                }
+            };
+            let dirs = [dir(""), dir("_reverse")];
+            rnns.push(RnnParams { norm, dirs });
         }
         norms_idx.push(bn(&mut layout, "fc.0.module.0", h));
         let fc = layout.push("fc.0.module.1.weight", &[LABELS, h]);
@@ -206,8 +249,18 @@ impl DeepSpeech {
             (self.idx.fc, h as f64),
         ];
         for r in &self.idx.rnns {
-            for t in [r.w_ih, r.w_hh, r.w_ih_rev, r.w_hh_rev] {
-                bounds.push((t, h as f64));
+            for d in r.dirs {
+                match d.second {
+                    // nn.LSTM's U(±1/√H).
+                    None => bounds.extend([(d.input, h as f64), (d.recurrent, h as f64)]),
+                    // The gate MLPs as nn.Linear layers: U(±1/√fan_in) for weights and biases.
+                    Some([b1, w2, b2]) => {
+                        let fan1 = (self.layout.get(d.input).shape[1] + h) as f64;
+                        let m = self.config.gate_hidden as f64;
+                        bounds.extend([(d.input, fan1), (d.recurrent, fan1), (b1, fan1)]);
+                        bounds.extend([(w2, m), (b2, m)]);
+                    }
+                }
             }
         }
         for (tensor, fan_in) in bounds {

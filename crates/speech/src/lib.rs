@@ -6,7 +6,7 @@
 pub mod an4;
 pub mod batchnorm;
 pub mod beam;
-pub mod bilstm;
+pub mod bidirectional;
 pub mod checkpoint;
 pub mod config;
 pub mod conv;

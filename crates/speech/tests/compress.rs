@@ -6,11 +6,15 @@ use compress::UnitStructure;
 use speech::deepspeech::{Batch, DeepSpeech, DeepSpeechConfig, Mode, BINS};
 use speech::features::Spectrogram;
 
-fn model() -> DeepSpeech {
+/// Both cells: LSTM (`gate_hidden` 0) and H-LSTM.
+const CELLS: [usize; 2] = [0, 3];
+
+fn model(gate_hidden: usize) -> DeepSpeech {
     let cfg = DeepSpeechConfig {
         hidden: 6,
         layers: 2,
         conv_channels: 2,
+        gate_hidden,
     };
     let mut m = DeepSpeech::new(cfg, 11).unwrap();
     // Non-trivial BatchNorm affine parameters, so zeroing them is observable.
@@ -46,20 +50,17 @@ fn logits(m: &DeepSpeech, mode: Mode) -> Vec<f32> {
 /// the consumer matrices of the next layer or the output).
 fn perturb_readers(m: &mut DeepSpeech, l: usize, units: &[usize]) {
     let h = m.config.hidden;
-    let readers: Vec<String> = if l + 1 < m.config.layers {
-        vec![
-            format!("rnns.{l}.rnn.weight_hh_l0"),
-            format!("rnns.{l}.rnn.weight_hh_l0_reverse"),
-            format!("rnns.{}.rnn.weight_ih_l0", l + 1),
-            format!("rnns.{}.rnn.weight_ih_l0_reverse", l + 1),
-        ]
+    let one = if m.config.gate_hidden > 0 { "1" } else { "" };
+    let mut readers = vec![
+        format!("rnns.{l}.rnn.weight_hh{one}_l0"),
+        format!("rnns.{l}.rnn.weight_hh{one}_l0_reverse"),
+    ];
+    if l + 1 < m.config.layers {
+        readers.push(format!("rnns.{}.rnn.weight_ih{one}_l0", l + 1));
+        readers.push(format!("rnns.{}.rnn.weight_ih{one}_l0_reverse", l + 1));
     } else {
-        vec![
-            format!("rnns.{l}.rnn.weight_hh_l0"),
-            format!("rnns.{l}.rnn.weight_hh_l0_reverse"),
-            "fc.0.module.1.weight".into(),
-        ]
-    };
+        readers.push("fc.0.module.1.weight".into());
+    }
     for name in readers {
         let r = m.layout.find(&name).unwrap().range();
         for (row, chunk) in m.params[r].chunks_exact_mut(h).enumerate() {
@@ -72,6 +73,13 @@ fn perturb_readers(m: &mut DeepSpeech, l: usize, units: &[usize]) {
 
 #[test]
 fn silenced_units_contribute_nothing_in_training_and_eval_mode() {
+    for cell in CELLS {
+        silenced_units_contribute_nothing(cell);
+    }
+}
+
+fn silenced_units_contribute_nothing(cell: usize) {
+    let model = || model(cell);
     let units = model().unit_structure();
     for (l, dead) in [(0usize, vec![1usize, 4]), (1, vec![0, 5])] {
         let mut silenced = model();
@@ -107,7 +115,7 @@ fn silenced_units_contribute_nothing_in_training_and_eval_mode() {
 
 #[test]
 fn importance_ranks_the_weakest_unit_first_and_only_matrices_are_masked() {
-    let mut m = model();
+    let mut m = model(0);
     let units = m.unit_structure();
     let h = m.config.hidden;
     for name in ["rnns.1.rnn.weight_ih_l0", "rnns.1.rnn.weight_hh_l0"] {
@@ -138,7 +146,13 @@ fn importance_ranks_the_weakest_unit_first_and_only_matrices_are_masked() {
 
 #[test]
 fn compaction_removes_silenced_units_and_keeps_the_outputs() {
-    let mut m = model();
+    for cell in CELLS {
+        compaction_keeps_the_outputs(cell);
+    }
+}
+
+fn compaction_keeps_the_outputs(cell: usize) {
+    let mut m = model(cell);
     let units = m.unit_structure();
     let layout = m.layout.clone();
     units

@@ -4,11 +4,13 @@
 use speech::deepspeech::{ctc_batch, Batch, DeepSpeech, DeepSpeechConfig, Mode, BINS};
 use speech::features::Spectrogram;
 
-fn tiny() -> DeepSpeech {
+/// A small model with LSTM cells (`gate_hidden` 0) or H-LSTM cells.
+fn tiny(gate_hidden: usize) -> DeepSpeech {
     let cfg = DeepSpeechConfig {
         hidden: 6,
         layers: 2,
         conv_channels: 3,
+        gate_hidden,
     };
     DeepSpeech::new(cfg, 7).unwrap()
 }
@@ -45,7 +47,12 @@ fn loss(model: &DeepSpeech, b: &Batch) -> f64 {
 
 #[test]
 fn backward_matches_central_differences_of_the_ctc_loss() {
-    let model = tiny();
+    for gate_hidden in [0, 4] {
+        check_central_differences(tiny(gate_hidden));
+    }
+}
+
+fn check_central_differences(model: DeepSpeech) {
     let b = batch();
     let mut m = model.clone();
     let mut acts = m.forward(&b, Mode::Train);
@@ -68,11 +75,16 @@ fn backward_matches_central_differences_of_the_ctc_loss() {
             let fd = (loss(&plus, &b) - loss(&minus, &b)) / (2.0 * eps as f64);
             let an = grads[i] as f64;
             let err = (fd - an).abs() / (fd.abs() + an.abs()).max(1e-2);
+            // The model runs in f32: rounding of the logits moves the loss by ~1e-6, which a
+            // 2e-3 wide difference turns into ~5e-4 of noise. Below that, agreement is all a
+            // difference can show (conv biases before a BatchNorm have near-zero gradients).
+            let resolution = 1e-3;
             assert!(
-                err < 3e-2,
-                "{}[{}]: analytic {an:.6e} vs central difference {fd:.6e}",
+                err < 3e-2 || (fd - an).abs() < resolution,
+                "{}[{}] (gate_hidden {}): analytic {an:.6e} vs central difference {fd:.6e}",
                 t.name,
-                i - r.start
+                i - r.start,
+                model.config.gate_hidden
             );
             worst = worst.max(err);
             checked += 1;
@@ -84,7 +96,12 @@ fn backward_matches_central_differences_of_the_ctc_loss() {
 
 #[test]
 fn an_utterance_decodes_the_same_alone_and_padded_in_a_batch() {
-    let mut model = tiny();
+    for gate_hidden in [0, 4] {
+        same_alone_and_padded(tiny(gate_hidden));
+    }
+}
+
+fn same_alone_and_padded(mut model: DeepSpeech) {
     let (a, b) = (spec(30, 1), spec(24, 2));
     let both = Batch::new(&[&a, &b], vec![vec![], vec![]]);
     let alone = Batch::new(&[&b], vec![vec![]]);

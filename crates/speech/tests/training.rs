@@ -234,3 +234,32 @@ fn the_shared_compression_hook_prunes_and_removes_units_and_resumes_exactly() {
         .sum();
     assert!(masked > 0);
 }
+
+#[test]
+fn an_hlstm_model_trains_and_its_loss_falls() {
+    let data = corpus("hlstm", 8, 2);
+    let out = temp("hlstm-out");
+    let text = config(3)
+        .to_toml()
+        .replace("cell = \"lstm\"", "cell = \"hlstm\"\ngate_hidden = 4");
+    let cfg = SpeechConfig::from_toml(&text, "hlstm test").unwrap();
+    assert_eq!(cfg.deepspeech().gate_hidden, 4);
+    let s = train(cfg, &options(&data, &out, None, false), &mut |_| {}).unwrap();
+    let h = &s.state.history;
+    assert!(h[2].train_loss < h[0].train_loss, "{h:?}");
+    let m = load_run(&out).unwrap().model;
+    assert!(m.layout.find("rnns.1.rnn.weight2_l0_reverse").is_some());
+    // The cell is checked: gate_hidden without the H-LSTM, or an unknown cell, is refused.
+    let bad = config(1)
+        .to_toml()
+        .replace("cell = \"lstm\"", "cell = \"lstm\"\ngate_hidden = 4");
+    assert!(SpeechConfig::from_toml(&bad, "t")
+        .unwrap_err()
+        .contains("hlstm"));
+    let bad = config(1)
+        .to_toml()
+        .replace("cell = \"lstm\"", "cell = \"gru\"");
+    assert!(SpeechConfig::from_toml(&bad, "t")
+        .unwrap_err()
+        .contains("gru"));
+}

@@ -19,12 +19,9 @@ impl DeepSpeech {
                 w[row * width..(row + 1) * width].iter().all(|&v| v == 0.0)
             })
         };
+        let tensors: Vec<usize> = r.dirs.iter().flat_map(|d| d.gate_row_tensors()).collect();
         (0..h)
-            .filter(|&j| {
-                [r.w_ih, r.w_hh, r.w_ih_rev, r.w_hh_rev]
-                    .iter()
-                    .all(|&t| zero_rows(t, j))
-            })
+            .filter(|&j| tensors.iter().all(|&t| zero_rows(t, j)))
             .collect()
     }
 
@@ -79,11 +76,21 @@ impl DeepSpeech {
             let gate_rows: Vec<usize> = (0..4)
                 .flat_map(|g| keep[l].iter().map(move |&j| g * h + j))
                 .collect();
-            for (src, dst) in [(r.w_ih, r2.w_ih), (r.w_ih_rev, r2.w_ih_rev)] {
-                self.copy_submatrix(&mut out, src, dst, &gate_rows, &inputs);
-            }
-            for (src, dst) in [(r.w_hh, r2.w_hh), (r.w_hh_rev, r2.w_hh_rev)] {
-                self.copy_submatrix(&mut out, src, dst, &gate_rows, &keep[l]);
+            for (d, d2) in r.dirs.iter().zip(r2.dirs) {
+                // LSTM: the matrices' rows are gate rows; H-LSTM: the first layers keep all 4M
+                // rows and the second layer loses the removed units' rows.
+                let first_rows = match d.second {
+                    None => gate_rows.clone(),
+                    Some(_) => all(4 * self.config.gate_hidden),
+                };
+                self.copy_submatrix(&mut out, d.input, d2.input, &first_rows, &inputs);
+                self.copy_submatrix(&mut out, d.recurrent, d2.recurrent, &first_rows, &keep[l]);
+                if let (Some([b1, w2, b2]), Some([c1, v2, c2])) = (d.second, d2.second) {
+                    let m = self.config.gate_hidden;
+                    self.copy_submatrix(&mut out, b1, c1, &all(4 * m), &[0]);
+                    self.copy_submatrix(&mut out, w2, v2, &gate_rows, &all(m));
+                    self.copy_submatrix(&mut out, b2, c2, &gate_rows, &[0]);
+                }
             }
         }
         let last = &keep[layers - 1];
@@ -94,7 +101,8 @@ impl DeepSpeech {
         Ok(out)
     }
 
-    /// Copies rows `rows` and columns `cols` of matrix tensor `src` into `out`'s tensor `dst`.
+    /// Copies rows `rows` and columns `cols` of tensor `src`, read as a matrix of rows of its
+    /// last dimension (a vector is one column), into `out`'s tensor `dst`.
     fn copy_submatrix(
         &self,
         out: &mut DeepSpeech,
@@ -103,7 +111,12 @@ impl DeepSpeech {
         rows: &[usize],
         cols: &[usize],
     ) {
-        let width = self.layout.get(src).shape[1];
+        let shape = &self.layout.get(src).shape;
+        let width = if shape.len() > 1 {
+            shape[shape.len() - 1]
+        } else {
+            1
+        };
         let w = self.tensor(src);
         let mut values = Vec::with_capacity(rows.len() * cols.len());
         for &r in rows {

@@ -5,10 +5,12 @@
 //! points, so an utterance's output does not depend on what it was batched with (BatchNorm's
 //! training statistics aside, which see the padded zeros as in PyTorch).
 
+use super::DirParams;
 use super::{DeepSpeech, BINS};
 use crate::batchnorm::{BatchNorm, BnCache, BnLayout};
-use crate::bilstm::{
-    bilstm_backward, bilstm_forward, mask_frames, BiLstmTape, DirectionGrads, DirectionWeights,
+use crate::bidirectional::{
+    bidirectional_backward, bidirectional_forward, mask_frames, BidirectionalTape, Direction,
+    DirectionGrads,
 };
 use crate::conv::{conv2d_backward, conv2d_forward};
 use crate::ctc::ctc_loss;
@@ -16,6 +18,7 @@ use crate::features::Spectrogram;
 use crate::hardtanh::Hardtanh;
 use crate::labels::LABELS;
 use kernels::{matmul, Trans};
+use model::hlstm::{HlstmGrads, HlstmWeights};
 use model::lstm::LstmShape;
 use rayon::prelude::*;
 
@@ -81,7 +84,8 @@ pub struct Activations {
     /// Each recurrent layer's input (T, N, I) after its BatchNorm, the cache, output and tape.
     rnn_in: Vec<Vec<f32>>,
     rnn_norm: Vec<BnCache<f32>>,
-    tapes: Vec<BiLstmTape>,
+    /// None when the batch has no output frames.
+    tapes: Vec<Option<BidirectionalTape>>,
     fc_norm: BnCache<f32>,
     fc_in: Vec<f32>,
     /// (T, N, 29), garbage at padded frames.
@@ -225,18 +229,20 @@ impl DeepSpeech {
                 i: width,
                 h: hid,
             };
-            let mut tape = BiLstmTape::new(shape);
             let mut y = vec![0.0; t * n * hid];
-            if t > 0 {
-                bilstm_forward(
-                    self.direction(r.w_ih, r.w_hh),
-                    self.direction(r.w_ih_rev, r.w_hh_rev),
+            let tape = (t > 0).then(|| {
+                let mut tape = BidirectionalTape::new(shape, self.config.gate_hidden)
+                    .expect("a validated model and a batch with frames");
+                bidirectional_forward(
+                    self.direction(r.dirs[0]),
+                    self.direction(r.dirs[1]),
                     &input,
                     &len2,
                     &mut tape,
                     &mut y,
                 );
-            }
+                tape
+            });
             x = y;
             rnn_in.push(input);
             rnn_norm.push(cache);
@@ -290,11 +296,27 @@ impl DeepSpeech {
         }
     }
 
-    fn direction(&self, w_ih: usize, w_hh: usize) -> DirectionWeights<'_> {
-        DirectionWeights {
-            w_ih: self.tensor(w_ih),
-            w_hh: self.tensor(w_hh),
+    fn direction(&self, d: DirParams) -> Direction<'_> {
+        match d.second {
+            None => Direction::Lstm {
+                w_ih: self.tensor(d.input),
+                w_hh: self.tensor(d.recurrent),
+            },
+            Some([b1, w2, b2]) => Direction::Hlstm(HlstmWeights {
+                w_ih1: self.tensor(d.input),
+                w_hh1: self.tensor(d.recurrent),
+                b1: self.tensor(b1),
+                w2: self.tensor(w2),
+                b2: self.tensor(b2),
+            }),
         }
+    }
+
+    /// The tensors of direction `d`, in the order [`direction_grads`] reads them.
+    fn direction_ranges(&self, d: DirParams) -> Vec<std::ops::Range<usize>> {
+        let mut v = vec![d.input, d.recurrent];
+        v.extend(d.second.into_iter().flatten());
+        v.into_iter().map(|t| self.layout.range(t)).collect()
     }
 
     /// Backward of [`DeepSpeech::forward`] (in [`Mode::Train`]) for `dlogits` (T, N, 29), which
@@ -358,30 +380,21 @@ impl DeepSpeech {
             let input = &acts.rnn_in[li];
             let width = input.len() / (t * n);
             let mut dx = vec![0.0; input.len()];
-            let [gf_ih, gf_hh, gb_ih, gb_hh] = disjoint_mut(
-                grads,
-                [
-                    l.range(r.w_ih),
-                    l.range(r.w_hh),
-                    l.range(r.w_ih_rev),
-                    l.range(r.w_hh_rev),
-                ],
-            );
-            bilstm_backward(
-                self.direction(r.w_ih, r.w_hh),
-                self.direction(r.w_ih_rev, r.w_hh_rev),
+            let mut ranges = self.direction_ranges(r.dirs[0]);
+            let per_direction = ranges.len();
+            ranges.extend(self.direction_ranges(r.dirs[1]));
+            let mut parts = split_ranges(grads, &ranges);
+            let gb = direction_grads(parts.split_off(per_direction));
+            let gf = direction_grads(parts);
+            bidirectional_backward(
+                self.direction(r.dirs[0]),
+                self.direction(r.dirs[1]),
                 input,
                 &len2,
                 &dy,
-                &mut acts.tapes[li],
-                DirectionGrads {
-                    dw_ih: gf_ih,
-                    dw_hh: gf_hh,
-                },
-                DirectionGrads {
-                    dw_ih: gb_ih,
-                    dw_hh: gb_hh,
-                },
+                acts.tapes[li].as_mut().expect("frames, so a tape"),
+                gf,
+                gb,
                 &mut dx,
             );
             dy = match r.norm {
@@ -488,6 +501,46 @@ impl DeepSpeech {
             [self.layout.range(p.weight), self.layout.range(p.bias)],
         );
         self.norms[k].backward(layout, cache, dy, dx, dw, db);
+    }
+}
+
+/// Mutable borrows of disjoint `ranges` of `buf`, in the order given.
+fn split_ranges<'a>(buf: &'a mut [f32], ranges: &[std::ops::Range<usize>]) -> Vec<&'a mut [f32]> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&k| ranges[k].start);
+    let mut out: Vec<Option<&'a mut [f32]>> = (0..ranges.len()).map(|_| None).collect();
+    let (mut rest, mut at) = (buf, 0);
+    for k in order {
+        let r = &ranges[k];
+        assert!(r.start >= at, "split_ranges: overlapping ranges");
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (piece, tail) = tail.split_at_mut(r.len());
+        out[k] = Some(piece);
+        (rest, at) = (tail, r.end);
+    }
+    out.into_iter().map(|p| p.expect("every range")).collect()
+}
+
+/// A direction's gradient accumulators from its tensors' slices (2 for an LSTM, 5 for an H-LSTM,
+/// in [`DeepSpeech::direction_ranges`] order).
+fn direction_grads(parts: Vec<&mut [f32]>) -> DirectionGrads<'_> {
+    let lstm = parts.len() == 2;
+    let mut it = parts.into_iter();
+    let mut next = || it.next().expect("a gradient slice per tensor");
+    let (input, recurrent) = (next(), next());
+    if lstm {
+        DirectionGrads::Lstm {
+            dw_ih: input,
+            dw_hh: recurrent,
+        }
+    } else {
+        DirectionGrads::Hlstm(HlstmGrads {
+            dw_ih1: input,
+            dw_hh1: recurrent,
+            db1: next(),
+            dw2: next(),
+            db2: next(),
+        })
     }
 }
 

@@ -36,7 +36,7 @@ impl DeepSpeech {
 
 /// What unit j of one layer touches, as tensor ranges.
 struct Touched {
-    gate_rows: [Range<usize>; 4],
+    gate_rows: Vec<Range<usize>>,
     recurrent: [Range<usize>; 2],
     consumer_norm: [Range<usize>; 2],
     consumers: Vec<Range<usize>>,
@@ -60,14 +60,19 @@ impl DeepSpeechUnits {
             Some(next) => (
                 next.norm
                     .expect("every layer but the first has a BatchNorm"),
-                vec![layout.range(next.w_ih), layout.range(next.w_ih_rev)],
+                next.dirs.iter().map(|d| layout.range(d.input)).collect(),
             ),
             None => (self.idx.norms.len() - 1, vec![layout.range(self.idx.fc)]),
         };
         let bn = self.idx.norms[norm];
         Ok(Touched {
-            gate_rows: [r.w_ih, r.w_hh, r.w_ih_rev, r.w_hh_rev].map(|t| layout.range(t)),
-            recurrent: [r.w_hh, r.w_hh_rev].map(|t| layout.range(t)),
+            gate_rows: r
+                .dirs
+                .iter()
+                .flat_map(|d| d.gate_row_tensors())
+                .map(|t| layout.range(t))
+                .collect(),
+            recurrent: r.dirs.map(|d| layout.range(d.recurrent)),
             consumer_norm: [bn.weight, bn.bias].map(|t| layout.range(t)),
             consumers,
         })
@@ -86,7 +91,7 @@ impl DeepSpeechUnits {
 
 impl UnitStructure for DeepSpeechUnits {
     fn maskable(&self, name: &str, shape: &[usize], _with_embeddings: bool) -> bool {
-        shape.len() == 2 && (name.contains(".rnn.weight_") || name.starts_with("fc."))
+        shape.len() >= 2 && (name.contains(".rnn.weight") || name.starts_with("fc."))
     }
 
     fn unit_layers(&self) -> usize {
