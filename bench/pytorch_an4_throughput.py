@@ -24,8 +24,10 @@ order needs only the WAV lengths), and all padded batch tensors are built before
 the steps are timed one by one with time.perf_counter().
 
 Audio seconds count 10 ms per spectrogram frame, as symbiont's `audio_seconds_per_second` does.
-Note that symbiont's `train --json` figure covers its whole session (batch assembly, the end-of-
-epoch test evaluation and checkpoints included), whereas this one covers the training steps only.
+symbiont's `train --json` figure covers its training steps (batch assembly, forward, CTC,
+backward, clipping, update), not the end-of-epoch evaluation or checkpoints; this one covers the
+steps without building the padded batches (done before the clock starts).
+bench/an4_train_throughput.sh runs the two side by side.
 
 Usage (from the repo root):
     .venv/bin/python bench/pytorch_an4_throughput.py --threads 2 --out bench/results/pytorch-an4.json
