@@ -169,12 +169,20 @@ pub struct BenchArgs {
     /// Seed of the synthetic weights and inputs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Speech models (`--model` a speech checkpoint folder): seconds of audio per utterance.
+    #[arg(long, default_value_t = 1.0)]
+    pub audio_seconds: f64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
+    if let Some(dir) = args.model.as_deref().filter(|p| p.is_dir()) {
+        if speech::checkpoint::is_speech_checkpoint(dir) {
+            return crate::speech_cli::bench_speech(args, threads);
+        }
+    }
     set_threads(threads, 0)?;
     let threads = rayon::current_num_threads();
     let (weights, source) = match &args.model {

@@ -264,3 +264,83 @@ pub fn compact_speech(args: crate::CompactArgs) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// `symbiont bench --model DIR` of a speech checkpoint: the latency of the model's forward pass
+/// (BatchNorm in eval mode, as transcription runs it) on `--batch` utterances of
+/// `--audio-seconds` each, timed by the plans' harness (`infer::bench::time_runs`).
+pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -> Result<u8> {
+    set_threads(threads, 0)?;
+    let dir = args.model.clone().expect("a speech checkpoint folder");
+    if args.batch == 0 || args.reps == 0 {
+        return Err("--batch and --reps must be > 0".into());
+    }
+    if !(args.audio_seconds.is_finite() && args.audio_seconds > 0.0) {
+        return Err("--audio-seconds must be positive".into());
+    }
+    let mut model = load_model(&dir)?;
+    let frames = (args.audio_seconds * 100.0).round() as usize;
+    if model.config.output_frames(frames) == 0 {
+        return Err(format!(
+            "--audio-seconds {}: too short for the model's convolutions",
+            args.audio_seconds
+        )
+        .into());
+    }
+    // Normalised features are zero-mean, unit-variance: a deterministic stand-in of that kind.
+    let bins = speech::deepspeech::BINS;
+    let spec = speech::features::Spectrogram {
+        frames,
+        bins,
+        values: (0..frames * bins)
+            .map(|i| ((i as f64 * 0.618_034 + args.seed as f64).fract() * 3.4 - 1.7) as f32)
+            .collect(),
+    };
+    let specs = vec![&spec; args.batch];
+    let batch = Batch::new(&specs, vec![Vec::new(); args.batch]);
+    let samples = infer::bench::time_runs(args.warmup, args.reps, 100_000, args.min_time, || {
+        std::hint::black_box(model.forward(&batch, Mode::Eval));
+    });
+    let audio = args.audio_seconds * args.batch as f64;
+    let (median, p10, p90) = (
+        samples.median(),
+        samples.quantile(0.1),
+        samples.quantile(0.9),
+    );
+    let out = json!({
+        "model": dir.display().to_string(),
+        "kind": "deepspeech",
+        "hidden": model.config.hidden,
+        "layers": model.config.layers,
+        "gate_hidden": model.config.gate_hidden,
+        "params": model.params.len(),
+        "nonzero_params": model.params.iter().filter(|&&v| v != 0.0).count(),
+        "batch": args.batch,
+        "audio_seconds": args.audio_seconds,
+        "median_ms": median,
+        "p10_ms": p10,
+        "p90_ms": p90,
+        "ms_per_audio_second": median / audio,
+        "real_time_factor": median / 1e3 / audio,
+        "reps": samples.0.len(),
+        "threads": rayon::current_num_threads(),
+        "isa": isa::active().to_string(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} (hidden {}, {} layers): batch {} x {:.2} s of audio: median {:.2} ms (p10 {:.2}, \
+             p90 {:.2}), {:.2} ms per second of audio",
+            dir.display(),
+            model.config.hidden,
+            model.config.layers,
+            args.batch,
+            args.audio_seconds,
+            median,
+            p10,
+            p90,
+            median / audio
+        );
+    }
+    Ok(0)
+}
