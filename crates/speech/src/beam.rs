@@ -7,32 +7,9 @@
 //! Prefixes live in a trie of ids (parent, last label) shared across frames, so extending a
 //! prefix by one label is a hash lookup, not a clone; sequences are spelled out once, at the end.
 
+use crate::ctc::{log_add, log_softmax};
 use crate::labels::BLANK;
 use std::collections::HashMap;
-
-/// log(e^a + e^b), exact at −∞. (A copy of `ctc`'s private helper: that file is not ours to widen.)
-#[inline]
-fn log_add(a: f64, b: f64) -> f64 {
-    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
-    if lo == f64::NEG_INFINITY {
-        hi
-    } else {
-        hi + (lo - hi).exp().ln_1p()
-    }
-}
-
-/// Row-wise log-softmax of (T, C) logits, in f64, as `ctc_loss` computes it (so scores agree with
-/// `−ctc_loss` to rounding).
-fn log_softmax(logits: &[f32], c: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(logits.len());
-    for row in logits.chunks_exact(c) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-        let lse = max + sum.ln();
-        out.extend(row.iter().map(|&v| v as f64 - lse));
-    }
-    out
-}
 
 /// The root id: the empty prefix.
 const ROOT: u32 = 0;

@@ -7,7 +7,7 @@ use crate::labels::BLANK;
 
 /// log(e^a + e^b), exact at −∞.
 #[inline]
-fn log_add(a: f64, b: f64) -> f64 {
+pub(crate) fn log_add(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a > b { (a, b) } else { (b, a) };
     if lo == f64::NEG_INFINITY {
         hi
@@ -17,7 +17,7 @@ fn log_add(a: f64, b: f64) -> f64 {
 }
 
 /// Row-wise log-softmax of (T, C) logits, in f64.
-fn log_softmax(logits: &[f32], c: usize) -> Vec<f64> {
+pub(crate) fn log_softmax(logits: &[f32], c: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(logits.len());
     for row in logits.chunks_exact(c) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;

@@ -3,7 +3,7 @@
 //! annealed per epoch, SortaGrad, a checkpoint at every epoch end (resumable), and test-set
 //! WER / CER with greedy or prefix-beam decoding.
 
-use crate::checkpoint::{load_run, save_run, EpochRecord, TrainState};
+use crate::checkpoint::{load_model, load_run, save_run, EpochRecord, TrainState};
 use crate::config::SpeechConfig;
 use crate::data::{epoch_order, BadFiles, Dataset};
 use crate::deepspeech::{ctc_batch, Batch, DeepSpeech, Mode};
@@ -432,9 +432,4 @@ pub fn train(
         step_seconds: run.step_seconds,
         train_seconds,
     })
-}
-
-/// Loads a checkpoint folder's model (see [`crate::checkpoint`]).
-pub fn load_model(dir: &Path) -> Result<DeepSpeech, String> {
-    crate::checkpoint::load_model(dir)
 }

@@ -380,6 +380,14 @@ pub fn inspect(args: InspectArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Whether two paths name the same existing file or folder.
+pub(crate) fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 pub fn compact(args: CompactArgs) -> Result<u8> {
     if speech::checkpoint::is_speech_checkpoint(&args.checkpoint) {
         return crate::speech_cli::compact_speech(args);
@@ -388,11 +396,7 @@ pub fn compact(args: CompactArgs) -> Result<u8> {
     // Writing OUT/checkpoint over the source would replace the model being compacted.
     let source = Checkpoint::locate(&args.checkpoint)?;
     let target = args.out.join(DIR_NAME);
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same(&source, &target) || same(&source, &args.out) {
+    if same_path(&source, &target) || same_path(&source, &args.out) {
         return Err(format!(
             "--out {} would overwrite the checkpoint being compacted ({}); choose another folder",
             args.out.display(),

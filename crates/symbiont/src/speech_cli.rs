@@ -7,11 +7,12 @@ use kernels::device::Device;
 use kernels::isa;
 use serde_json::json;
 use speech::an4::Split;
+use speech::checkpoint::load_model;
 use speech::config::SpeechConfig;
 use speech::data::{featurize, BadFiles, Dataset};
 use speech::deepspeech::{Batch, Mode};
 use speech::labels::decode;
-use speech::training::{evaluate, load_model, train, Decoder, TrainOptions};
+use speech::training::{evaluate, train, Decoder, TrainOptions};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
@@ -214,11 +215,7 @@ fn transcribe_one(
 /// `symbiont compact` of a speech checkpoint: the model without its silenced units, in `--out`
 /// (model.safetensors, and config.toml with the new width when the source has one).
 pub fn compact_speech(args: crate::CompactArgs) -> Result<u8> {
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same(&args.checkpoint, &args.out) {
+    if crate::commands::same_path(&args.checkpoint, &args.out) {
         return Err(format!(
             "--out {} would overwrite the checkpoint being compacted; choose another folder",
             args.out.display()
