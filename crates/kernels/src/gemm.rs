@@ -124,6 +124,93 @@ pub fn matmul_ld<F: Real>(
     }
 }
 
+/// A matrix operand read through a (row, column) stride pair from a buffer. Unlike the `ld`
+/// forms the rows may overlap: an implicit-GEMM convolution reads its input as a Toeplitz view in
+/// which consecutive output positions are `in_c` values apart and consecutive kernel taps one.
+#[derive(Clone, Copy, Debug)]
+pub struct StridedView<'a, F> {
+    pub data: &'a [F],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<F> StridedView<'_, F> {
+    /// Whether every element of a `rows x cols` matrix read through the strides lies inside
+    /// `data`.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// Row-major `c (m x n, row length ldc) = alpha * a (m x k) * b (k x n) + beta * c` with both
+/// operands given as [`StridedView`]s (overlapping reads allowed). Threads as [`matmul`].
+///
+/// # Panics
+/// If a view reaches past its buffer or `c` is shorter than its shape (programming errors).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided<F: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: F,
+    a: StridedView<'_, F>,
+    b: StridedView<'_, F>,
+    beta: F,
+    c: &mut [F],
+    ldc: usize,
+) {
+    assert!(
+        a.covers(m, k),
+        "matmul_strided: lhs view ({} values, strides {}/{}) does not hold {m}x{k}",
+        a.data.len(),
+        a.row_stride,
+        a.col_stride
+    );
+    assert!(
+        b.covers(k, n),
+        "matmul_strided: rhs view ({} values, strides {}/{}) does not hold {k}x{n}",
+        b.data.len(),
+        b.row_stride,
+        b.col_stride
+    );
+    assert!(
+        fits(c.len(), m, n, ldc),
+        "matmul_strided: dst ({} values, ld {ldc}) is not {m}x{n}",
+        c.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            scale_in_place(&mut row[..n], beta);
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallel = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
+    // SAFETY: `covers` and `fits` above bound every element reached; `c` is borrowed mutably, so
+    // it aliases neither view.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            ldc,
+            a.data.as_ptr(),
+            (a.row_stride as isize, a.col_stride as isize),
+            b.data.as_ptr(),
+            (b.row_stride as isize, b.col_stride as isize),
+            alpha,
+            beta,
+            parallel,
+        );
+    }
+}
+
 /// `c (m x n) += a (m x k) · b^T` with `b` stored `n x k`, single-threaded, through raw
 /// pointers: the packed inference products use it for wide batches (the decoder over every step,
 /// batched evaluation), where the gemm crate's packed microkernel beats a dot-product kernel.
@@ -428,6 +515,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_views_with_overlapping_rows_match_elementwise_sums() {
+        // A Toeplitz lhs (row stride 3, column stride 1: rows overlap) and a column-major rhs,
+        // small and above the parallel threshold, beta 0 (NaN in c ignored) and 0.5.
+        for (m, n, k) in [(7, 5, 9), (300, 40, 120)] {
+            for beta in [0.0f32, 0.5] {
+                let a = random((m - 1) * 3 + k, 21);
+                let b = random(k * n, 22);
+                let c0 = random(m * (n + 2), 23);
+                let mut fast = if beta == 0.0 {
+                    vec![f32::NAN; m * (n + 2)]
+                } else {
+                    c0.clone()
+                };
+                let a_view = StridedView {
+                    data: &a,
+                    row_stride: 3,
+                    col_stride: 1,
+                };
+                let b_view = StridedView {
+                    data: &b,
+                    row_stride: 1,
+                    col_stride: k,
+                };
+                matmul_strided(m, n, k, 0.75, a_view, b_view, beta, &mut fast, n + 2);
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|p| a[i * 3 + p] as f64 * b[j * k + p] as f64)
+                            .sum();
+                        let want = 0.75 * dot + beta as f64 * c0[i * (n + 2) + j] as f64;
+                        let got = fast[i * (n + 2) + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{m}x{n}x{k} beta {beta} ({i},{j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not hold")]
+    fn strided_view_reaching_past_its_buffer_is_refused() {
+        let a = vec![0.0f32; 10];
+        let view = StridedView {
+            data: &a,
+            row_stride: 3,
+            col_stride: 1,
+        };
+        let mut c = vec![0.0f32; 4];
+        // 4 rows of 2 read up to index 3*3 + 1 = 10: one past the end.
+        matmul_strided(4, 1, 2, 1.0, view, view, 0.0, &mut c, 1);
     }
 
     #[test]

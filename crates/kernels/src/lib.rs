@@ -23,5 +23,5 @@ pub mod softmax;
 pub mod support;
 pub mod timing;
 
-pub use gemm::{matmul, matmul_reference, Trans};
+pub use gemm::{matmul, matmul_reference, matmul_strided, StridedView, Trans};
 pub use real::Real;

@@ -1,12 +1,16 @@
 //! 2-D convolution over NCHW spectrogram batches (H = frequency, W = time), as DeepSpeech2's
 //! front end uses it: kernel, stride and zero padding per axis, no dilation, optional bias.
 //!
-//! The fast path lowers each image to columns (im2col) and runs one GEMM per image through
-//! [`kernels::matmul`]; the backward pass is two more GEMMs per image and a col2im scatter. A
-//! direct seven-loop [`conv2d_reference`] sits beside it as the test oracle. Everything is generic
-//! over [`Real`]: f32 for training, f64 for the gradient checks.
+//! Two forms, both GEMMs through the `kernels` crate: [`lowered`] (im2col, every stride) and
+//! [`implicit`] (no column matrix; unit time stride and a wide kernel row, i.e. DeepSpeech2's
+//! conv2). [`ConvForm::for_spec`] picks one; [`conv2d_reference`], a direct seven-loop
+//! convolution, sits beside both as the test oracle. Everything is generic over [`Real`]: f32
+//! for training, f64 for the gradient checks.
 
-use kernels::{matmul, Real, Trans};
+mod implicit;
+mod lowered;
+
+use kernels::Real;
 use rayon::prelude::*;
 
 /// Shape of one convolution layer. The weight is stored `(out_c, in_c, kh, kw)` row-major and the
@@ -129,98 +133,45 @@ pub fn output_lengths(spec: &Conv2dSpec, lengths: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Lowers one image `(in_c, h, w)` to `cols`, `(in_c*kh*kw, ho*wo)` row-major: row
-/// `(c, i, j)` holds the input value under kernel tap `(i, j)` for every output position, zero
-/// where the tap falls in the padding.
-#[allow(clippy::too_many_arguments)]
-fn im2col<F: Real>(
-    s: &Conv2dSpec,
-    img: &[F],
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-    cols: &mut [F],
-) {
-    let mut row = 0;
-    for c in 0..s.in_c {
-        let plane = &img[c * h * w..(c + 1) * h * w];
-        for i in 0..s.kh {
-            for j in 0..s.kw {
-                let out = &mut cols[row * ho * wo..(row + 1) * ho * wo];
-                let (lo, hi) = valid_outputs(s, j, w, wo);
-                for oy in 0..ho {
-                    // Input row under this tap; signed because the padding is above row 0.
-                    let y = (oy * s.sh + i) as isize - s.ph as isize;
-                    let dst = &mut out[oy * wo..(oy + 1) * wo];
-                    if y < 0 || y >= h as isize || lo >= hi {
-                        dst.fill(F::ZERO);
-                        continue;
-                    }
-                    let src = &plane[y as usize * w..(y as usize + 1) * w];
-                    dst[..lo].fill(F::ZERO);
-                    dst[hi..].fill(F::ZERO);
-                    let x0 = lo * s.sw + j - s.pw;
-                    if s.sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[x0..x0 + (hi - lo)]);
-                    } else {
-                        for (d, &v) in dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(s.sw)) {
-                            *d = v;
-                        }
-                    }
-                }
-                row += 1;
-            }
+/// Which GEMM formulation runs a layer. Both compute the same function; the choice is speed
+/// (docs/benchmarks.md, "AN4 convolutions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvForm {
+    /// im2col + one GEMM per image: any stride and padding.
+    Lowered,
+    /// One GEMM per kernel row over a strided view of a channels-last copy: unit time stride.
+    Implicit,
+}
+
+impl ConvForm {
+    /// The faster form for `spec`: [`ConvForm::Implicit`] where it applies.
+    pub fn for_spec(spec: &Conv2dSpec) -> Self {
+        if implicit::suits(spec) {
+            ConvForm::Implicit
+        } else {
+            ConvForm::Lowered
         }
+    }
+
+    fn check(self, spec: &Conv2dSpec) {
+        assert!(
+            self == ConvForm::Lowered || spec.sw == 1,
+            "conv2d: the implicit form needs unit time stride, not {spec:?}"
+        );
     }
 }
 
-/// The output columns `lo..hi` whose input column under kernel tap column `j` is inside the
-/// image (not in the padding): `0 <= ox*sw + j - pw < w`.
-fn valid_outputs(s: &Conv2dSpec, j: usize, w: usize, wo: usize) -> (usize, usize) {
-    // ox*sw >= pw - j, and ox*sw + j - pw <= w - 1.
-    let lo = s.pw.saturating_sub(j).div_ceil(s.sw).min(wo);
-    let hi = if w + s.pw > j {
-        ((w + s.pw - j - 1) / s.sw + 1).min(wo)
-    } else {
-        0
-    };
-    (lo, hi.max(lo))
-}
-
-/// The adjoint of [`im2col`]: adds each column value back to the input position it was read
-/// from (overlapping windows sum), into `img`, which the caller zeroes.
-fn col2im<F: Real>(
-    s: &Conv2dSpec,
-    cols: &[F],
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-    img: &mut [F],
-) {
-    let mut row = 0;
-    for c in 0..s.in_c {
-        let plane = &mut img[c * h * w..(c + 1) * h * w];
-        for i in 0..s.kh {
-            for j in 0..s.kw {
-                let src_row = &cols[row * ho * wo..(row + 1) * ho * wo];
-                let (lo, hi) = valid_outputs(s, j, w, wo);
-                for oy in 0..ho {
-                    let y = (oy * s.sh + i) as isize - s.ph as isize;
-                    if y < 0 || y >= h as isize || lo >= hi {
-                        continue;
-                    }
-                    let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
-                    let x0 = lo * s.sw + j - s.pw;
-                    let src = &src_row[oy * wo + lo..oy * wo + hi];
-                    for (d, &v) in dst[x0..].iter_mut().step_by(s.sw).zip(src) {
-                        *d += v;
-                    }
-                }
-                row += 1;
+/// If there is a bias, writes it into every row of `out` (rows of `p`) and returns one (the
+/// product is added onto it); otherwise returns zero (the product overwrites).
+fn fill_bias<F: Real>(out: &mut [F], p: usize, bias: Option<&[F]>) -> F {
+    match bias {
+        Some(bias) => {
+            for (row, &bv) in out.chunks_exact_mut(p).zip(bias) {
+                row.fill(bv);
             }
+            F::ONE
         }
+        None => F::ZERO,
     }
 }
 
@@ -230,7 +181,7 @@ fn col2im<F: Real>(
 const IMAGES_PER_TASK: usize = 4;
 
 /// Forward pass: `x` is `(n, in_c, h, w)`, `y` receives `(n, out_c, ho, wo)` (overwritten).
-/// Returns `(ho, wo)`. Images run in parallel, each lowered by im2col into its own scratch.
+/// Returns `(ho, wo)`. Images run in parallel, in the form [`ConvForm::for_spec`] picks.
 ///
 /// # Panics
 /// On a length that does not match the shapes, a bias present iff `spec.bias` violated, or an
@@ -246,13 +197,34 @@ pub fn conv2d_forward<F: Real>(
     bias: Option<&[F]>,
     y: &mut [F],
 ) -> (usize, usize) {
+    let form = ConvForm::for_spec(spec);
+    conv2d_forward_in(form, spec, x, n, h, w, weight, bias, y)
+}
+
+/// [`conv2d_forward`] in a given form (the tests run both).
+///
+/// # Panics
+/// As [`conv2d_forward`], and for [`ConvForm::Implicit`] on a time stride other than one.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_in<F: Real>(
+    form: ConvForm,
+    spec: &Conv2dSpec,
+    x: &[F],
+    n: usize,
+    h: usize,
+    w: usize,
+    weight: &[F],
+    bias: Option<&[F]>,
+    y: &mut [F],
+) -> (usize, usize) {
     let (ho, wo) = spec.check(n, h, w, x.len(), weight.len());
+    form.check(spec);
     assert_eq!(
         bias.is_some(),
         spec.bias,
         "conv2d: bias presence disagrees with {spec:?}"
     );
-    let (k, p, o) = (spec.patch_len(), ho * wo, spec.out_c);
+    let (p, o) = (ho * wo, spec.out_c);
     assert_eq!(
         y.len(),
         n * o * p,
@@ -262,32 +234,27 @@ pub fn conv2d_forward<F: Real>(
         return (ho, wo);
     }
     let img_len = spec.in_c * h * w;
-    y.par_chunks_mut(o * p)
-        .zip(x.par_chunks(img_len))
-        .for_each_init(Vec::new, |cols, (out, img)| {
-            cols.resize(k * p, F::ZERO);
-            im2col(spec, img, h, w, ho, wo, cols);
-            // The bias is written first and the product added onto it (beta = 1).
-            let beta = match bias {
-                Some(bias) => {
-                    for (row, &bv) in out.chunks_exact_mut(p).zip(bias) {
-                        row.fill(bv);
-                    }
-                    F::ONE
-                }
-                None => F::ZERO,
-            };
-            matmul(o, p, k, F::ONE, weight, Trans::N, cols, Trans::N, beta, out);
-        });
+    let dims = (h, w, ho, wo);
+    let images = y.par_chunks_mut(o * p).zip(x.par_chunks(img_len));
+    match form {
+        ConvForm::Lowered => images.for_each_init(Vec::new, |cols, (out, img)| {
+            lowered::forward_image(spec, img, dims, weight, bias, cols, out)
+        }),
+        ConvForm::Implicit => {
+            let weights = implicit::Weights::new(spec, weight, false);
+            images.for_each_init(implicit::Scratch::default, |scratch, (out, img)| {
+                implicit::forward_image(spec, img, dims, &weights, bias, scratch, out)
+            })
+        }
+    }
     (ho, wo)
 }
 
 /// Backward pass for `dy` `(n, out_c, ho, wo)`: `dx` `(n, in_c, h, w)`, when asked for (a first
 /// layer's input needs no gradient), is overwritten, while `dw` (weight-shaped) and `db`
 /// (`out_c`) are *accumulated into*, so gradients of several batches or utterances can sum in
-/// place like PyTorch's `.grad`. The im2col columns are recomputed from `x` rather than kept
-/// from the forward pass: they are `kh*kw` times the input (451x for conv1), too large to hold
-/// for every layer of a batch.
+/// place like PyTorch's `.grad`. Whatever the form needs from the input is recomputed from `x`
+/// rather than kept from the forward pass (an im2col matrix is `kh*kw` times the input).
 ///
 /// # Panics
 /// As [`conv2d_forward`], and if `db` is given without a bias or vice versa.
@@ -304,13 +271,36 @@ pub fn conv2d_backward<F: Real>(
     dw: &mut [F],
     db: Option<&mut [F]>,
 ) {
+    let form = ConvForm::for_spec(spec);
+    conv2d_backward_in(form, spec, x, n, h, w, weight, dy, dx, dw, db)
+}
+
+/// [`conv2d_backward`] in a given form (the tests run both).
+///
+/// # Panics
+/// As [`conv2d_backward`], and for [`ConvForm::Implicit`] on a time stride other than one.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_in<F: Real>(
+    form: ConvForm,
+    spec: &Conv2dSpec,
+    x: &[F],
+    n: usize,
+    h: usize,
+    w: usize,
+    weight: &[F],
+    dy: &[F],
+    dx: Option<&mut [F]>,
+    dw: &mut [F],
+    db: Option<&mut [F]>,
+) {
     let (ho, wo) = spec.check(n, h, w, x.len(), weight.len());
+    form.check(spec);
     assert_eq!(
         db.is_some(),
         spec.bias,
         "conv2d: bias gradient presence disagrees with {spec:?}"
     );
-    let (k, p, o) = (spec.patch_len(), ho * wo, spec.out_c);
+    let (p, o) = (ho * wo, spec.out_c);
     assert_eq!(
         dy.len(),
         n * o * p,
@@ -324,78 +314,41 @@ pub fn conv2d_backward<F: Real>(
         return;
     }
     let img_len = spec.in_c * h * w;
+    let dims = (h, w, ho, wo);
+    let weights =
+        (form == ConvForm::Implicit).then(|| implicit::Weights::new(spec, weight, dx.is_some()));
     let tasks = n.div_ceil(IMAGES_PER_TASK);
     let dx_parts: Vec<Option<&mut [F]>> = match dx {
         Some(dx) => dx.chunks_mut(img_len * IMAGES_PER_TASK).map(Some).collect(),
         None => (0..tasks).map(|_| None).collect(),
     };
-    let parts: Vec<(Vec<F>, Vec<F>)> = dx_parts
+    let parts: Vec<Vec<F>> = dx_parts
         .into_par_iter()
         .enumerate()
-        .map(|(task, mut dx_part)| {
-            let (mut dw_part, mut db_part) = (vec![F::ZERO; o * k], vec![F::ZERO; o]);
-            // One buffer holds an image's columns (for dW), then its column gradients (for dx).
-            let mut cols = vec![F::ZERO; k * p];
-            let first = task * IMAGES_PER_TASK;
-            for b in first..(first + IMAGES_PER_TASK).min(n) {
-                let g = &dy[b * o * p..(b + 1) * o * p];
-                for (d, row) in db_part.iter_mut().zip(g.chunks_exact(p)) {
-                    *d += row.iter().fold(F::ZERO, |s, &v| s + v);
+        .map(|(task, dx_part)| {
+            let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(n);
+            let xs = &x[images.start * img_len..images.end * img_len];
+            let gs = &dy[images.start * o * p..images.end * o * p];
+            let mut dw_part = vec![F::ZERO; weight.len()];
+            match &weights {
+                None => lowered::backward_images(spec, xs, dims, weight, gs, dx_part, &mut dw_part),
+                Some(weights) => {
+                    implicit::backward_images(spec, xs, dims, weights, gs, dx_part, &mut dw_part)
                 }
-                im2col(
-                    spec,
-                    &x[b * img_len..(b + 1) * img_len],
-                    h,
-                    w,
-                    ho,
-                    wo,
-                    &mut cols,
-                );
-                // dW (o x k) += dY (o x p) * cols^T (p x k).
-                matmul(
-                    o,
-                    k,
-                    p,
-                    F::ONE,
-                    g,
-                    Trans::N,
-                    &cols,
-                    Trans::T,
-                    F::ONE,
-                    &mut dw_part,
-                );
-                let Some(dx) = dx_part.as_deref_mut() else {
-                    continue;
-                };
-                // dcols (k x p) = W^T (k x o) * dY (o x p), then scattered back to the image.
-                matmul(
-                    k,
-                    p,
-                    o,
-                    F::ONE,
-                    weight,
-                    Trans::T,
-                    g,
-                    Trans::N,
-                    F::ZERO,
-                    &mut cols,
-                );
-                let local = b - first;
-                let dimg = &mut dx[local * img_len..(local + 1) * img_len];
-                dimg.fill(F::ZERO);
-                col2im(spec, &cols, h, w, ho, wo, dimg);
             }
-            (dw_part, db_part)
+            dw_part
         })
         .collect();
-    let mut db = db;
-    for (dw_part, db_part) in parts {
+    for dw_part in parts {
         for (d, v) in dw.iter_mut().zip(dw_part) {
             *d += v;
         }
-        if let Some(db) = db.as_deref_mut() {
-            for (d, v) in db.iter_mut().zip(db_part) {
-                *d += v;
+    }
+    if let Some(db) = db {
+        // Summed image by image, in order: the same value whatever the thread count.
+        for g in dy.chunks_exact(o * p) {
+            for (d, row) in db.iter_mut().zip(g.chunks_exact(p)) {
+                *d += row.iter().fold(F::ZERO, |s, &v| s + v);
             }
         }
     }

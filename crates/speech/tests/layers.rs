@@ -1,5 +1,5 @@
-//! DeepSpeech2's front-end layers (conv, batch norm, hardtanh): the im2col convolution against
-//! the direct loops, every backward pass against f64 central differences, and everything against
+//! DeepSpeech2's front-end layers (conv, batch norm, hardtanh): both convolution forms (im2col
+//! and implicit GEMM) against the direct loops and each other, every backward pass against f64 central differences, and everything against
 //! PyTorch (`tools/reference/speech_layers.py` wrote the fixture, in float64).
 
 use kernels::check::{max_abs_diff, max_rel_diff};
@@ -7,7 +7,10 @@ use kernels::Real;
 use proptest::prelude::*;
 use serde_json::Value;
 use speech::batchnorm::{BatchNorm, BnCache, BnLayout};
-use speech::conv::{conv2d_backward, conv2d_forward, conv2d_reference, output_lengths, Conv2dSpec};
+use speech::conv::{
+    conv2d_backward, conv2d_backward_in, conv2d_forward, conv2d_forward_in, conv2d_reference,
+    output_lengths, Conv2dSpec, ConvForm,
+};
 use speech::hardtanh::Hardtanh;
 
 /// The fixture script's `det`: deterministic values in [-scale, scale].
@@ -64,7 +67,18 @@ fn small_spec(bias: bool) -> Conv2dSpec {
     }
 }
 
+/// The forms that take `s`: the implicit one needs unit time stride.
+fn forms(s: &Conv2dSpec) -> Vec<ConvForm> {
+    if s.sw == 1 {
+        vec![ConvForm::Lowered, ConvForm::Implicit]
+    } else {
+        vec![ConvForm::Lowered]
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn forward_vec(
+    form: ConvForm,
     s: &Conv2dSpec,
     x: &[f64],
     n: usize,
@@ -75,12 +89,12 @@ fn forward_vec(
 ) -> Vec<f64> {
     let (ho, wo) = (s.out_h(h).unwrap(), s.out_w(w).unwrap());
     let mut y = vec![0.0; n * s.out_c * ho * wo];
-    conv2d_forward(s, x, n, h, w, wt, b, &mut y);
+    conv2d_forward_in(form, s, x, n, h, w, wt, b, &mut y);
     y
 }
 
 #[test]
-fn conv_im2col_matches_direct_loops() {
+fn conv_forms_match_direct_loops() {
     for (spec, n, h, w) in [
         (small_spec(true), 2, 7, 5),
         (small_spec(false), 1, 3, 1),
@@ -117,10 +131,12 @@ fn conv_im2col_matches_direct_loops() {
         let wt = det(spec.weight_len(), 0.7, 0.5);
         let b = det(spec.out_c, 1.1, 0.5);
         let b = spec.bias.then_some(&b[..]);
-        let got = forward_vec(&spec, &x, n, h, w, &wt, b);
         let (want, _, _) = conv2d_reference(&spec, &x, n, h, w, &wt, b);
-        let err = max_abs_diff(&got, &want);
-        assert!(err < 1e-12, "{spec:?}: im2col vs direct {err:e}");
+        for form in forms(&spec) {
+            let got = forward_vec(form, &spec, &x, n, h, w, &wt, b);
+            let err = max_abs_diff(&got, &want);
+            assert!(err < 1e-12, "{spec:?} {form:?} vs direct {err:e}");
+        }
     }
 }
 
@@ -128,7 +144,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Random shapes, strides and paddings (f32 fast path vs f64 direct loops).
     #[test]
-    fn conv_im2col_matches_direct_loops_random(
+    fn conv_forms_match_direct_loops_random(
         in_c in 1usize..4, out_c in 1usize..4, kh in 1usize..5, kw in 1usize..5,
         sh in 1usize..4, sw in 1usize..4, ph in 0usize..3, pw in 0usize..3,
         n in 1usize..3, extra_h in 0usize..6, extra_w in 0usize..6, bias: bool, seed in 0.0f64..10.0,
@@ -144,10 +160,42 @@ proptest! {
         let b = bias.then_some(&b[..]);
         let (want, ho, wo) = conv2d_reference(&spec, &x, n, h, w, &wt, b);
         let (x32, w32, b32) = (cast::<f32>(&x), cast::<f32>(&wt), b.map(cast::<f32>));
-        let mut y = vec![0.0f32; n * out_c * ho * wo];
-        conv2d_forward(&spec, &x32, n, h, w, &w32, b32.as_deref(), &mut y);
         let want32 = cast::<f32>(&want);
-        prop_assert!(max_abs_diff(&y, &want32) < 1e-4);
+        for form in forms(&spec) {
+            let mut y = vec![0.0f32; n * out_c * ho * wo];
+            conv2d_forward_in(form, &spec, &x32, n, h, w, &w32, b32.as_deref(), &mut y);
+            prop_assert!(max_abs_diff(&y, &want32) < 1e-4, "{:?}", form);
+        }
+    }
+
+    /// Random unit-time-stride shapes: the implicit form's gradients equal the lowered form's.
+    #[test]
+    fn conv_implicit_backward_matches_lowered_random(
+        in_c in 1usize..4, out_c in 1usize..4, kh in 1usize..6, kw in 1usize..5,
+        sh in 1usize..4, ph in 0usize..3, pw in 0usize..3,
+        n in 1usize..6, extra_h in 0usize..6, extra_w in 0usize..6, with_dx: bool, seed in 0.0f64..10.0,
+    ) {
+        let spec = Conv2dSpec { in_c, out_c, kh, kw, sh, sw: 1, ph, pw, bias: true };
+        let h = (kh + extra_h).saturating_sub(2 * ph).max(1);
+        let w = (kw + extra_w).saturating_sub(2 * pw).max(1);
+        prop_assume!(spec.out_h(h).is_some() && spec.out_w(w).is_some());
+        let (ho, wo) = (spec.out_h(h).unwrap(), spec.out_w(w).unwrap());
+        let x = det(n * in_c * h * w, seed, 1.0);
+        let wt = det(spec.weight_len(), seed + 1.0, 1.0);
+        let g = det(n * out_c * ho * wo, seed + 2.0, 1.0);
+        let mut grads = Vec::new();
+        for form in [ConvForm::Lowered, ConvForm::Implicit] {
+            let mut dx = vec![f64::NAN; x.len()];
+            let (mut dw, mut db) = (vec![0.5; wt.len()], vec![0.25; out_c]);
+            let dx_arg = with_dx.then_some(&mut dx[..]);
+            conv2d_backward_in(form, &spec, &x, n, h, w, &wt, &g, dx_arg, &mut dw, Some(&mut db));
+            grads.push((dx, dw, db));
+        }
+        let ((dx0, dw0, db0), (dx1, dw1, db1)) = (&grads[0], &grads[1]);
+        prop_assert!(max_abs_diff(dw1, dw0) < 1e-10 && max_abs_diff(db1, db0) < 1e-10);
+        if with_dx {
+            prop_assert!(max_abs_diff(dx1, dx0) < 1e-10);
+        }
     }
 }
 
@@ -167,29 +215,39 @@ fn conv_gradients_match_central_differences() {
         let wt = det(spec.weight_len(), 0.9, 0.7);
         let b = det(spec.out_c, 1.3, 0.5);
         let b = spec.bias.then_some(&b[..]);
-        let y = forward_vec(&spec, &x, n, h, w, &wt, b);
-        let g = det(y.len(), 2.1, 1.0);
-        let (mut dx, mut dw, mut db) = (
-            vec![0.0; x.len()],
-            vec![0.0; wt.len()],
-            vec![0.0; spec.out_c],
-        );
-        let db_arg = spec.bias.then_some(&mut db[..]);
-        conv2d_backward(&spec, &x, n, h, w, &wt, &g, Some(&mut dx), &mut dw, db_arg);
+        // The numeric gradients go through the direct loops, not either fast form.
+        let reference =
+            |x: &[f64], wt: &[f64], b: Option<&[f64]>| conv2d_reference(&spec, x, n, h, w, wt, b).0;
+        let g = det(reference(&x, &wt, b).len(), 2.1, 1.0);
         let eps = 1e-6;
-        let num_dx = numeric_grad(&x, eps, |p| {
-            dot(&forward_vec(&spec, p, n, h, w, &wt, b), &g)
-        });
-        let num_dw = numeric_grad(&wt, eps, |p| {
-            dot(&forward_vec(&spec, &x, n, h, w, p, b), &g)
-        });
-        assert_grad("conv dx", &dx, &num_dx);
-        assert_grad("conv dw", &dw, &num_dw);
-        if let Some(b) = b {
-            let num_db = numeric_grad(b, eps, |p| {
-                dot(&forward_vec(&spec, &x, n, h, w, &wt, Some(p)), &g)
-            });
-            assert_grad("conv db", &db, &num_db);
+        let num_dx = numeric_grad(&x, eps, |p| dot(&reference(p, &wt, b), &g));
+        let num_dw = numeric_grad(&wt, eps, |p| dot(&reference(&x, p, b), &g));
+        for form in forms(&spec) {
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0; x.len()],
+                vec![0.0; wt.len()],
+                vec![0.0; spec.out_c],
+            );
+            let db_arg = spec.bias.then_some(&mut db[..]);
+            conv2d_backward_in(
+                form,
+                &spec,
+                &x,
+                n,
+                h,
+                w,
+                &wt,
+                &g,
+                Some(&mut dx),
+                &mut dw,
+                db_arg,
+            );
+            assert_grad(&format!("conv dx {form:?}"), &dx, &num_dx);
+            assert_grad(&format!("conv dw {form:?}"), &dw, &num_dw);
+            if let Some(b) = b {
+                let num_db = numeric_grad(b, eps, |p| dot(&reference(&x, &wt, Some(p)), &g));
+                assert_grad(&format!("conv db {form:?}"), &db, &num_db);
+            }
         }
     }
 }
@@ -200,7 +258,7 @@ fn conv_weight_gradients_accumulate() {
     let (n, h, w) = (1, 5, 4);
     let x = det(n * spec.in_c * h * w, 0.2, 1.0);
     let wt = det(spec.weight_len(), 0.5, 1.0);
-    let y = forward_vec(&spec, &x, n, h, w, &wt, Some(&[0.0; 3]));
+    let y = forward_vec(ConvForm::Lowered, &spec, &x, n, h, w, &wt, Some(&[0.0; 3]));
     let g = det(y.len(), 0.8, 1.0);
     let (mut dx, mut dw, mut db) = (vec![f64::NAN; x.len()], vec![0.0; wt.len()], vec![0.0; 3]);
     conv2d_backward(
@@ -555,7 +613,7 @@ fn hardtanh_passes_nan_through() {
 }
 
 /// The backward pass splits a batch into tasks of a few images: with more images than a task
-/// holds, dW, db and dx must equal the sums (and pieces) of one call per image.
+/// holds, dW, db and dx must equal the sums (and pieces) of one call per image, in both forms.
 #[test]
 fn conv_backward_over_many_images_equals_one_image_at_a_time() {
     let spec = Conv2dSpec {
@@ -569,6 +627,13 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
         pw: 2,
         bias: true,
     };
+    for form in [ConvForm::Lowered, ConvForm::Implicit] {
+        many_images_case(form, &spec);
+    }
+}
+
+fn many_images_case(form: ConvForm, spec: &Conv2dSpec) {
+    let spec = *spec;
     let (n, h, w) = (9, 7, 6);
     let x = det(n * 2 * h * w, 1.0, 1.0);
     let weight = det(spec.weight_len(), 2.0, 0.5);
@@ -576,7 +641,8 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
     let per_y = 3 * ho * wo;
     let dy = det(n * per_y, 3.0, 1.0);
     let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; weight.len()], vec![0.0; 3]);
-    conv2d_backward(
+    conv2d_backward_in(
+        form,
         &spec,
         &x,
         n,
@@ -592,7 +658,8 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
     let per_x = 2 * h * w;
     for b in 0..n {
         let mut dxb = vec![0.0; per_x];
-        conv2d_backward(
+        conv2d_backward_in(
+            form,
             &spec,
             &x[b * per_x..(b + 1) * per_x],
             1,
@@ -604,14 +671,19 @@ fn conv_backward_over_many_images_equals_one_image_at_a_time() {
             &mut dw1,
             Some(&mut db1),
         );
-        assert_eq!(&dx[b * per_x..(b + 1) * per_x], &dxb[..], "image {b}");
+        assert_eq!(
+            &dx[b * per_x..(b + 1) * per_x],
+            &dxb[..],
+            "{form:?} image {b}"
+        );
     }
     for (a, b) in dw.iter().zip(&dw1).chain(db.iter().zip(&db1)) {
         assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
     }
     // Without dx the weight gradients are the same.
     let (mut dw2, mut db2) = (vec![0.0; weight.len()], vec![0.0; 3]);
-    conv2d_backward(
+    conv2d_backward_in(
+        form,
         &spec,
         &x,
         n,
