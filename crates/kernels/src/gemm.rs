@@ -84,44 +84,31 @@ pub fn matmul_ld<F: Real>(
         "matmul: dst ({} values, ld {ldc}) is not {m}x{n}",
         c.len()
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            scale_in_place(&mut row[..n], beta);
-        }
-        return;
-    }
-    // (row stride, column stride) of each operand as used.
-    let (a_rs, a_cs) = match ta {
-        Trans::N => (lda as isize, 1),
-        Trans::T => (1, lda as isize),
+    // (row stride, column stride) of each operand as used; the `fits` checks above are the
+    // stricter ones (rows do not overlap), so the strided form's own checks pass.
+    let view = |data, ld, t| match t {
+        Trans::N => StridedView {
+            data,
+            row_stride: ld,
+            col_stride: 1,
+        },
+        Trans::T => StridedView {
+            data,
+            row_stride: 1,
+            col_stride: ld,
+        },
     };
-    let (b_rs, b_cs) = match tb {
-        Trans::N => (ldb as isize, 1),
-        Trans::T => (1, ldb as isize),
-    };
-    let threads = rayon::current_num_threads();
-    let parallel = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
-    // SAFETY: the `fits` asserts above guarantee every (row, col) reached through these strides
-    // lies inside the three slices; `c` is borrowed mutably so it cannot alias `a` or `b`.
-    unsafe {
-        gemm_raw(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            ldc,
-            a.as_ptr(),
-            (a_rs, a_cs),
-            b.as_ptr(),
-            (b_rs, b_cs),
-            alpha,
-            beta,
-            parallel,
-        );
-    }
+    matmul_strided(
+        m,
+        n,
+        k,
+        alpha,
+        view(a, lda, ta),
+        view(b, ldb, tb),
+        beta,
+        c,
+        ldc,
+    );
 }
 
 /// A matrix operand read through a (row, column) stride pair from a buffer. Unlike the `ld`
