@@ -1,6 +1,7 @@
 //! A speech training config (`configs/an4-*.toml`): `[model] arch = "deepspeech"` tells it from a
 //! language-model config. `[optim]` is the LM trainer's (SGD / momentum / Adam / AdamW, clip).
 
+use crate::augment::AugmentConfig;
 use crate::deepspeech::DeepSpeechConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ fn default_channels() -> usize {
 }
 
 /// `[data]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     /// The corpus folder (default: ../shared/data/an4, else data/an4).
@@ -63,6 +64,9 @@ pub struct DataSection {
     /// Leave out unreadable audio files with a warning instead of stopping.
     #[serde(default)]
     pub skip_bad_files: bool,
+    /// `[data.augment]`: speed, gain, noise and SpecAugment masks on the training set.
+    #[serde(default)]
+    pub augment: Option<AugmentConfig>,
 }
 
 impl Default for DataSection {
@@ -72,6 +76,7 @@ impl Default for DataSection {
             batch: default_batch(),
             sortagrad: true,
             skip_bad_files: false,
+            augment: None,
         }
     }
 }
@@ -208,6 +213,9 @@ impl SpeechConfig {
         if self.data.batch == 0 {
             return Err("[data] batch must be positive".into());
         }
+        if let Some(a) = &self.data.augment {
+            a.validate()?;
+        }
         if self.schedule.epochs == 0 {
             return Err("[schedule] epochs must be positive".into());
         }
@@ -240,5 +248,40 @@ pub fn default_data_dir() -> PathBuf {
         local
     } else {
         shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_speech_configs_parse() {
+        for (name, text) in [
+            (
+                "baseline",
+                include_str!("../../../configs/an4-baseline-cpu.toml"),
+            ),
+            (
+                "augment",
+                include_str!("../../../configs/an4-augment-cpu.toml"),
+            ),
+            ("prune", include_str!("../../../configs/an4-prune-cpu.toml")),
+        ] {
+            assert!(is_speech_config(text), "{name}");
+            let c = SpeechConfig::from_toml(text, name).unwrap();
+            assert_eq!(c.data.augment.is_some(), name == "augment", "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_augment_key_or_range_is_an_error_naming_it() {
+        let base = include_str!("../../../configs/an4-augment-cpu.toml");
+        let typo = base.replace("noise_prob", "noise_probability");
+        let e = SpeechConfig::from_toml(&typo, "typo").unwrap_err();
+        assert!(e.contains("noise_probability"), "{e}");
+        let reversed = base.replace("speed = [0.9, 1.1]", "speed = [1.1, 0.9]");
+        let e = SpeechConfig::from_toml(&reversed, "reversed").unwrap_err();
+        assert!(e.contains("speed"), "{e}");
     }
 }

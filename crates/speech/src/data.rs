@@ -3,6 +3,7 @@
 //! (SortaGrad, Amodei et al. 2016) and later epochs in a seeded shuffle of the batches.
 
 use crate::an4::{load_split, Split, Utterance};
+use crate::augment::{augmented_spectrogram, AugmentConfig};
 use crate::features::{spectrogram, Spectrogram, SpectrogramSpec};
 use crate::labels::encode;
 use crate::wav::read_wav;
@@ -85,6 +86,27 @@ impl Dataset {
     /// Seconds of audio in the split (10 ms frames).
     pub fn seconds(&self) -> f64 {
         self.features.iter().map(|f| f.frames as f64 / 100.0).sum()
+    }
+
+    /// The features of `epoch` under `augment`: every utterance re-read and featurized with its
+    /// own draw of (`seed`, `epoch`, index), on all threads. The same arguments give the same
+    /// features, so a resumed run trains on what the uninterrupted one would have.
+    pub fn augmented_features(
+        &self,
+        augment: &AugmentConfig,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<Vec<Spectrogram>, SpeechError> {
+        self.utterances
+            .par_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let samples = read_wav(&u.wav, RATE)?;
+                let spec = SpectrogramSpec::deepspeech(RATE);
+                augmented_spectrogram(&samples, spec, augment, seed, epoch, i)
+                    .map_err(|reason| SpeechError::invalid(&u.wav, reason))
+            })
+            .collect()
     }
 
     /// Utterance indices sorted by length (ties by index), cut into batches of `size`.

@@ -4,6 +4,7 @@
 //! them. Everything here is host code over plain slices, tested against independent references.
 
 pub mod an4;
+pub mod augment;
 pub mod batchnorm;
 pub mod beam;
 pub mod bidirectional;

@@ -7,6 +7,7 @@ use crate::checkpoint::{load_model, load_run, save_run, EpochRecord, TrainState}
 use crate::config::SpeechConfig;
 use crate::data::{epoch_order, BadFiles, Dataset};
 use crate::deepspeech::{ctc_batch, Batch, DeepSpeech, Mode};
+use crate::features::Spectrogram;
 use crate::labels::{decode, LABELS};
 use crate::metrics::{error_rates, ErrorRates};
 use crate::{an4::Split, beam::prefix_beam_search, ctc::greedy_decode};
@@ -233,6 +234,7 @@ impl Run {
     fn step(
         &mut self,
         data: &Dataset,
+        features: &[Spectrogram],
         idx: &[usize],
         epoch: usize,
         lr: f64,
@@ -240,7 +242,7 @@ impl Run {
         log: &mut dyn FnMut(String),
     ) -> Result<(f64, usize, f64, bool), String> {
         let t0 = Instant::now();
-        let specs: Vec<_> = idx.iter().map(|&i| &data.features[i]).collect();
+        let specs: Vec<_> = idx.iter().map(|&i| &features[i]).collect();
         let targets = idx.iter().map(|&i| data.targets[i].clone()).collect();
         let batch = Batch::new(&specs, targets);
         let mut acts = self.model.forward(&batch, Mode::Train);
@@ -335,6 +337,22 @@ pub fn train(
         // A run stopped mid-epoch resumes at the first batch it had not trained on.
         let done = std::mem::take(&mut run.state.batches_in_epoch);
         let order = epoch_order(batches.len(), epoch, config.run.seed, config.data.sortagrad);
+        let augmented = match &config.data.augment {
+            Some(a) => {
+                let t = Instant::now();
+                let f = train_set
+                    .augmented_features(a, config.run.seed, epoch)
+                    .map_err(|e| e.to_string())?;
+                log(format!(
+                    "epoch {}: augmented features in {:.1} s",
+                    epoch + 1,
+                    t.elapsed().as_secs_f64()
+                ));
+                Some(f)
+            }
+            None => None,
+        };
+        let features = augmented.as_deref().unwrap_or(&train_set.features);
         for (k, &bi) in order.iter().enumerate().skip(done) {
             if opts.max_steps.is_some_and(|m| run.state.steps >= m) {
                 run.state.batches_in_epoch = k;
@@ -347,7 +365,7 @@ pub fn train(
             }
             let clip = config.optim.clip_norm;
             let (loss, n, norm, finite) =
-                run.step(&train_set, &batches[bi], epoch, lr, clip, log)?;
+                run.step(&train_set, features, &batches[bi], epoch, lr, clip, log)?;
             if !finite {
                 skipped += 1;
                 log(format!(

@@ -134,6 +134,62 @@ fn the_loss_falls_and_a_resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(a.moments, b.moments);
 }
 
+fn augmented_config(epochs: usize) -> SpeechConfig {
+    let text = config(epochs).to_toml().replace(
+        "[optim]",
+        r#"[data.augment]
+speed = [0.9, 1.1]
+gain_db = [-6.0, 6.0]
+noise_prob = 0.5
+noise_snr_db = [10.0, 20.0]
+freq_masks = 1
+freq_mask_width = 10
+time_masks = 1
+time_mask_width = 5
+
+[optim]"#,
+    );
+    SpeechConfig::from_toml(&text, "augment test").unwrap()
+}
+
+#[test]
+fn an_augmented_run_trains_on_other_features_and_resumes_exactly() {
+    let data = corpus("augment", 8, 2);
+    let (plain, whole, split) = (temp("a-plain"), temp("a-whole"), temp("a-split"));
+    assert!(augmented_config(2).data.augment.is_some());
+    train(config(2), &options(&data, &plain, None, false), &mut |_| {}).unwrap();
+    let mut lines = Vec::new();
+    train(
+        augmented_config(2),
+        &options(&data, &whole, None, false),
+        &mut |l| lines.push(l),
+    )
+    .unwrap();
+    assert!(lines.iter().any(|l| l.contains("augmented features")));
+    train(
+        augmented_config(2),
+        &options(&data, &split, Some(5), false),
+        &mut |_| {},
+    )
+    .unwrap();
+    train(
+        augmented_config(2),
+        &options(&data, &split, None, true),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (p, a, b) = (
+        load_run(&plain).unwrap(),
+        load_run(&whole).unwrap(),
+        load_run(&split).unwrap(),
+    );
+    assert_eq!(a.model.params, b.model.params, "resuming changed the run");
+    assert_ne!(
+        p.model.params, a.model.params,
+        "augmentation changed nothing"
+    );
+}
+
 #[test]
 fn a_bad_audio_file_stops_the_run_naming_it_unless_skipping_is_asked() {
     let data = corpus("bad", 4, 2);
