@@ -158,7 +158,7 @@ pub fn resample(signal: &[f32], factor: f64) -> Vec<f32> {
     // down, it is the output's Nyquist bin and gathers +k and -k (twice the real part); going
     // up, the input's (real) Nyquist bin splits between +k and -k of the longer spectrum.
     let shorter = n.min(m);
-    if shorter % 2 == 0 {
+    if shorter.is_multiple_of(2) {
         let k = shorter / 2;
         if m < n {
             out_spectrum[k].re *= 2.0;
@@ -167,7 +167,7 @@ pub fn resample(signal: &[f32], factor: f64) -> Vec<f32> {
         }
         out_spectrum[k].im = 0.0;
     }
-    if m % 2 == 0 {
+    if m.is_multiple_of(2) {
         let last = out_spectrum.len() - 1;
         out_spectrum[last].im = 0.0;
     }

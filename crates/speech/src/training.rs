@@ -139,6 +139,13 @@ struct Run {
     step_seconds: f64,
 }
 
+/// The training examples of an epoch: its features (augmented or not) and the targets.
+#[derive(Clone, Copy)]
+struct Examples<'a> {
+    features: &'a [Spectrogram],
+    targets: &'a [Vec<u32>],
+}
+
 const COMPRESS_FILE: &str = "compress.safetensors";
 
 /// Builds the run: resumed from `opts.resume`, or fresh (optionally from `[run] init_from`).
@@ -233,8 +240,7 @@ impl Run {
     /// One training step on `idx`; returns (summed loss, utterances counted, skipped).
     fn step(
         &mut self,
-        data: &Dataset,
-        features: &[Spectrogram],
+        examples: Examples,
         idx: &[usize],
         epoch: usize,
         lr: f64,
@@ -242,8 +248,8 @@ impl Run {
         log: &mut dyn FnMut(String),
     ) -> Result<(f64, usize, f64, bool), String> {
         let t0 = Instant::now();
-        let specs: Vec<_> = idx.iter().map(|&i| &features[i]).collect();
-        let targets = idx.iter().map(|&i| data.targets[i].clone()).collect();
+        let specs: Vec<_> = idx.iter().map(|&i| &examples.features[i]).collect();
+        let targets = idx.iter().map(|&i| examples.targets[i].clone()).collect();
         let batch = Batch::new(&specs, targets);
         let mut acts = self.model.forward(&batch, Mode::Train);
         let mut dlogits = vec![0.0; acts.logits.len()];
@@ -364,8 +370,17 @@ pub fn train(
                 break 'epochs;
             }
             let clip = config.optim.clip_norm;
-            let (loss, n, norm, finite) =
-                run.step(&train_set, features, &batches[bi], epoch, lr, clip, log)?;
+            let (loss, n, norm, finite) = run.step(
+                Examples {
+                    features,
+                    targets: &train_set.targets,
+                },
+                &batches[bi],
+                epoch,
+                lr,
+                clip,
+                log,
+            )?;
             if !finite {
                 skipped += 1;
                 log(format!(
