@@ -6,9 +6,11 @@
 //! are buffers beside it. The passes are in `deepspeech/pass.rs`.
 
 mod compact;
+mod deploy;
 mod pass;
 mod units;
 
+pub use deploy::SpeechPlan;
 pub use pass::{ctc_batch, Activations, Batch, Mode};
 pub use units::DeepSpeechUnits;
 

@@ -10,7 +10,7 @@ use speech::an4::Split;
 use speech::checkpoint::load_model;
 use speech::config::SpeechConfig;
 use speech::data::{featurize, BadFiles, Dataset};
-use speech::deepspeech::{Batch, Mode};
+use speech::deepspeech::{Batch, Mode, SpeechPlan};
 use speech::labels::decode;
 use speech::training::{evaluate, train, Decoder, TrainOptions};
 use std::error::Error;
@@ -262,9 +262,11 @@ pub fn compact_speech(args: crate::CompactArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `symbiont bench --model DIR` of a speech checkpoint: the latency of the model's forward pass
-/// (BatchNorm in eval mode, as transcription runs it) on `--batch` utterances of
-/// `--audio-seconds` each, timed by the plans' harness (`infer::bench::time_runs`).
+/// `symbiont bench --model DIR` of a speech checkpoint: the latency of its deployment plan
+/// (`SpeechPlan`: BatchNorms folded, recurrent layers on `infer`'s dense or sparse kernels) on
+/// `--batch` utterances of `--audio-seconds` each, timed by the plans' harness
+/// (`infer::bench::time_runs`). `--format` defaults to dense, or to `auto` (measured per matrix)
+/// when the recurrent matrices are at least half zeros.
 pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -> Result<u8> {
     set_threads(threads, 0)?;
     let dir = args.model.clone().expect("a speech checkpoint folder");
@@ -274,15 +276,44 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
     if !(args.audio_seconds.is_finite() && args.audio_seconds > 0.0) {
         return Err("--audio-seconds must be positive".into());
     }
-    let mut model = load_model(&dir)?;
+    let model = load_model(&dir)?;
     let frames = (args.audio_seconds * 100.0).round() as usize;
-    if model.config.output_frames(frames) == 0 {
+    let out_frames = model.config.output_frames(frames);
+    if out_frames == 0 {
         return Err(format!(
             "--audio-seconds {}: too short for the model's convolutions",
             args.audio_seconds
         )
         .into());
     }
+    let layers = model.recurrent_weights();
+    let (zeros, total) = layers
+        .iter()
+        .flat_map(|l| &l.directions)
+        .map(|d| match d {
+            infer::CellWeights::Lstm { w_hh, .. } => w_hh,
+            infer::CellWeights::Hlstm { w_hh1, .. } => w_hh1,
+        })
+        .fold((0, 0), |(z, n), w| {
+            (z + w.iter().filter(|v| **v == 0.0).count(), n + w.len())
+        });
+    let format = args.format.unwrap_or(if zeros * 2 >= total {
+        infer::FormatChoice::Auto
+    } else {
+        infer::FormatChoice::Fixed(kernels::packed::Format::Dense)
+    });
+    let opts = infer::PlanOptions {
+        dtype: args.dtype,
+        format,
+        threads: rayon::current_num_threads(),
+        batch: args.batch,
+        seq: out_frames,
+        step_threads: args.step_threads,
+        split_batch: args.step_split == Some(crate::inference::StepSplitArg::Batch),
+    };
+    let build = std::time::Instant::now();
+    let mut plan = SpeechPlan::new(&model, &opts)?;
+    let build_ms = build.elapsed().as_secs_f64() * 1e3;
     // Normalised features are zero-mean, unit-variance: a deterministic stand-in of that kind.
     let bins = speech::deepspeech::BINS;
     let spec = speech::features::Spectrogram {
@@ -293,26 +324,51 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
             .collect(),
     };
     let specs = vec![&spec; args.batch];
-    let batch = Batch::new(&specs, vec![Vec::new(); args.batch]);
+    let mut failure = None;
     let samples = infer::bench::time_runs(args.warmup, args.reps, 100_000, args.min_time, || {
-        std::hint::black_box(model.forward(&batch, Mode::Eval));
+        if let Err(e) = plan.run(&specs) {
+            failure.get_or_insert(e);
+        }
     });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
     let audio = args.audio_seconds * args.batch as f64;
     let (median, p10, p90) = (
         samples.median(),
         samples.quantile(0.1),
         samples.quantile(0.9),
     );
+    let (nnz, size) = plan
+        .matrices()
+        .iter()
+        .fold((0, 0), |(z, n), m| (z + m.nnz, n + m.rows * m.cols));
+    let density = nnz as f64 / size.max(1) as f64;
+    let matrices: Vec<_> = plan
+        .matrices()
+        .iter()
+        .map(|m| {
+            json!({"name": m.name, "format": m.format, "rows": m.rows, "cols": m.cols,
+                   "nnz": m.nnz, "bytes": m.bytes})
+        })
+        .collect();
     let out = json!({
         "model": dir.display().to_string(),
         "kind": "deepspeech",
+        "engine": "plan",
         "hidden": model.config.hidden,
         "layers": model.config.layers,
         "gate_hidden": model.config.gate_hidden,
         "params": model.params.len(),
         "nonzero_params": model.params.iter().filter(|&&v| v != 0.0).count(),
+        "recurrent_density": density,
         "batch": args.batch,
         "audio_seconds": args.audio_seconds,
+        "format": format!("{format:?}"),
+        "dtype": format!("{:?}", args.dtype),
+        "build_ms": build_ms,
+        "step_threads": plan.step_threads(),
+        "matrices": matrices,
         "median_ms": median,
         "p10_ms": p10,
         "p90_ms": p90,

@@ -1,6 +1,6 @@
 //! Speech through the CLI as a user runs it, on a small corpus of tones written here in AN4's
 //! layout: `train` with a speech config, `eval --json` with the keys the acceptance checks read,
-//! `transcribe`, `compact`, and the refusals (an AN4 split that does not exist, a GPU) with exit 2.
+//! `transcribe`, `compact`, `bench` of the deployment plan, and the refusals (an AN4 split that does not exist, a GPU) with exit 2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -185,6 +185,37 @@ fn train_eval_transcribe_and_compact_a_speech_model() {
         "--json",
     ]));
     assert_eq!(c["hidden_before"], 8);
+    let bench = |format: &str| {
+        json(&run(&[
+            "--threads",
+            "1",
+            "bench",
+            "--model",
+            run_s,
+            "--audio-seconds",
+            "0.5",
+            "--reps",
+            "3",
+            "--min-time",
+            "0",
+            "--format",
+            format,
+            "--json",
+        ]))
+    };
+    for format in ["dense", "csr"] {
+        let b = bench(format);
+        assert_eq!(b["engine"], "plan");
+        assert!(b["median_ms"].as_f64().is_some_and(|v| v > 0.0), "{b}");
+        assert!(b["ms_per_audio_second"].as_f64().unwrap() > 0.0);
+        let mats = b["matrices"].as_array().unwrap();
+        assert!(!mats.is_empty(), "{b}");
+        let csr = mats
+            .iter()
+            .filter(|m| m["format"].as_str().unwrap().contains("csr"))
+            .count();
+        assert_eq!(csr > 0, format == "csr", "{b}");
+    }
     let gpu = run(&[
         "--device",
         "cuda:0",

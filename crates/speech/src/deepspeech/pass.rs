@@ -115,7 +115,7 @@ fn mask_time(y: &mut [f32], n: usize, rows: usize, w: usize, lengths: &[usize]) 
 }
 
 /// (N, C, H, T) → (T, N, C·H), feature index c·H + h as deepspeech.pytorch's `view`.
-fn to_frames(x: &[f32], n: usize, ch: usize, t: usize, out: &mut [f32]) {
+pub(super) fn to_frames(x: &[f32], n: usize, ch: usize, t: usize, out: &mut [f32]) {
     for b in 0..n {
         for f in 0..ch {
             let src = &x[(b * ch + f) * t..(b * ch + f + 1) * t];
