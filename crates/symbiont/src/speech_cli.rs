@@ -325,11 +325,31 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
     };
     let specs = vec![&spec; args.batch];
     let mut failure = None;
-    let samples = infer::bench::time_runs(args.warmup, args.reps, 100_000, args.min_time, || {
-        if let Err(e) = plan.run(&specs) {
-            failure.get_or_insert(e);
-        }
-    });
+    let mut stages: [Vec<f64>; 3] = Default::default();
+    let samples =
+        infer::bench::time_runs(
+            args.warmup,
+            args.reps,
+            100_000,
+            args.min_time,
+            || match plan.run(&specs) {
+                Ok(_) => {
+                    for (all, s) in stages.iter_mut().zip(plan.stage_seconds()) {
+                        all.push(s * 1e3);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            },
+        );
+    // The warm-up runs come first: keep the timed ones.
+    let stage_median = |k: usize| {
+        let all = &stages[k];
+        let mut v = all[all.len().saturating_sub(samples.0.len())..].to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
     if let Some(e) = failure {
         return Err(e.into());
     }
@@ -370,6 +390,11 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
         "step_threads": plan.step_threads(),
         "matrices": matrices,
         "median_ms": median,
+        "stage_median_ms": {
+            "front_end": stage_median(0),
+            "recurrent": stage_median(1),
+            "output": stage_median(2),
+        },
         "p10_ms": p10,
         "p90_ms": p90,
         "ms_per_audio_second": median / audio,

@@ -208,6 +208,13 @@ fn train_eval_transcribe_and_compact_a_speech_model() {
         assert_eq!(b["engine"], "plan");
         assert!(b["median_ms"].as_f64().is_some_and(|v| v > 0.0), "{b}");
         assert!(b["ms_per_audio_second"].as_f64().unwrap() > 0.0);
+        for stage in ["front_end", "recurrent", "output"] {
+            let ms = b["stage_median_ms"][stage].as_f64().unwrap();
+            assert!(
+                ms > 0.0 && ms <= b["p90_ms"].as_f64().unwrap(),
+                "{stage}: {b}"
+            );
+        }
         let mats = b["matrices"].as_array().unwrap();
         assert!(!mats.is_empty(), "{b}");
         let csr = mats

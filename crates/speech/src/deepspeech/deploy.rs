@@ -14,6 +14,7 @@ use crate::hardtanh::Hardtanh;
 use crate::labels::LABELS;
 use infer::{CellWeights, InferError, LayerWeights, MatrixInfo, PlanOptions, StackPlan};
 use kernels::{matmul, Trans};
+use std::time::Instant;
 
 /// A convolution with its BatchNorm folded in, followed by Hardtanh.
 struct FoldedConv {
@@ -32,6 +33,8 @@ pub struct SpeechPlan {
     /// (29, H) and (29): the output BatchNorm folded into the linear layer.
     fc_weight: Vec<f32>,
     fc_bias: Vec<f32>,
+    /// Seconds the last run spent in the front end, the recurrent layers and the output layer.
+    stage_seconds: [f64; 3],
 }
 
 impl DeepSpeech {
@@ -160,6 +163,7 @@ impl SpeechPlan {
             layers,
             fc_weight,
             fc_bias: fc_bias.into_iter().map(|v| v as f32).collect(),
+            stage_seconds: [0.0; 3],
         })
     }
 
@@ -179,6 +183,12 @@ impl SpeechPlan {
                 })
             })
             .collect()
+    }
+
+    /// Seconds the last [`SpeechPlan::run`] spent in the convolutional front end, the recurrent
+    /// layers and the output layer: where a deployment's time goes.
+    pub fn stage_seconds(&self) -> [f64; 3] {
+        self.stage_seconds
     }
 
     /// Threads per recurrent step, per layer and direction.
@@ -207,6 +217,7 @@ impl SpeechPlan {
                 "{t0} frames are too few for the model's convolutions"
             )));
         }
+        let start = Instant::now();
         let image = Batch::new(specs, vec![Vec::new(); n]).features;
         let (a1, h1, w1) = conv_layer(&self.conv1, &image, n, BINS, t0);
         let (a2, h2, w2) = conv_layer(&self.conv2, &a1, n, h1, w1);
@@ -214,6 +225,7 @@ impl SpeechPlan {
         let width = self.config.conv_channels * h2;
         let mut x = vec![0.0; t * n * width];
         to_frames(&a2, n, width, t, &mut x);
+        let front = Instant::now();
         let h = self.config.hidden;
         for plan in &mut self.layers {
             let y = plan.run(&x, t, n, None)?;
@@ -223,6 +235,7 @@ impl SpeechPlan {
                 .flat_map(|row| row[..h].iter().zip(&row[h..]).map(|(a, b)| a + b))
                 .collect();
         }
+        let recurrent = Instant::now();
         let mut logits: Vec<f32> = (0..t * n)
             .flat_map(|_| self.fc_bias.iter().copied())
             .collect();
@@ -238,6 +251,12 @@ impl SpeechPlan {
             1.0,
             &mut logits,
         );
+        let end = Instant::now();
+        self.stage_seconds = [
+            (front - start).as_secs_f64(),
+            (recurrent - front).as_secs_f64(),
+            (end - recurrent).as_secs_f64(),
+        ];
         Ok(logits)
     }
 }
