@@ -267,6 +267,10 @@ mod tests {
                 include_str!("../../../configs/an4-augment-cpu.toml"),
             ),
             ("prune", include_str!("../../../configs/an4-prune-cpu.toml")),
+            (
+                "augment",
+                include_str!("../../../configs/an4-augment-prune-cpu.toml"),
+            ),
         ] {
             assert!(is_speech_config(text), "{name}");
             let c = SpeechConfig::from_toml(text, name).unwrap();
