@@ -271,6 +271,10 @@ mod tests {
                 "augment",
                 include_str!("../../../configs/an4-augment-prune-cpu.toml"),
             ),
+            (
+                "augment",
+                include_str!("../../../configs/an4-augment-units-cpu.toml"),
+            ),
         ] {
             assert!(is_speech_config(text), "{name}");
             let c = SpeechConfig::from_toml(text, name).unwrap();
