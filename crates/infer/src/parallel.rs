@@ -125,6 +125,9 @@ struct TeamShared {
     /// Bumped when a run is published and when the team stops: what idle workers spin on.
     epoch: AtomicUsize,
     stop: AtomicBool,
+    /// Set by [`Team::rest`]: idle workers park at once instead of spinning for the next run
+    /// (other threads need the cores); cleared when a run is published.
+    rest: AtomicBool,
 }
 
 impl TeamShared {
@@ -154,6 +157,7 @@ impl Team {
             caller: Mutex::new(()),
             epoch: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            rest: AtomicBool::new(false),
         });
         let workers = (1..threads.max(1))
             .map(|p| {
@@ -199,6 +203,7 @@ impl Team {
             done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
         });
+        self.shared.rest.store(false, Ordering::Release);
         self.shared.publish(Some(run.clone()));
         self.shared.epoch.store(epoch, Ordering::Release);
         for w in &self.workers[..parts - 1] {
@@ -223,6 +228,18 @@ impl Team {
         }
         if run.panicked.load(Ordering::Acquire) {
             panic!("a worker thread of the team panicked while running its part");
+        }
+    }
+}
+
+impl Team {
+    /// Lets the idle workers park now rather than spin for the next run: for a caller whose
+    /// next work runs on other threads (a rayon pool on the same cores), which spinning workers
+    /// would slow down (docs/speech.md, "Deployment plan"). The next run wakes them.
+    pub fn rest(&self) {
+        self.shared.rest.store(true, Ordering::Release);
+        for w in &self.workers {
+            w.thread().unpark();
         }
     }
 }
@@ -269,7 +286,8 @@ fn worker(p: usize, shared: &TeamShared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(1024) || idle.elapsed() < idle_spin() {
+            let resting = shared.rest.load(Ordering::Relaxed);
+            if !resting && (!spins.is_multiple_of(1024) || idle.elapsed() < idle_spin()) {
                 std::hint::spin_loop();
             } else {
                 std::thread::park();

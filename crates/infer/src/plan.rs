@@ -223,6 +223,27 @@ impl StackPlan {
         Ok(plan)
     }
 
+    /// Runs this plan on `other`'s thread team from now on (its own threads stop): plans run one
+    /// after another, as the layers of a model that sums directions between them, then keep one
+    /// set of workers on the cores instead of one per plan spinning against the others. Both
+    /// plans must have been built for the same number of threads.
+    pub fn share_team(&mut self, other: &StackPlan) -> Result<(), InferError> {
+        if other.threads != self.threads {
+            return Err(InferError::Input(format!(
+                "a plan built for {} threads cannot run on a team of {}",
+                self.threads, other.threads
+            )));
+        }
+        self.team = other.team.clone();
+        Ok(())
+    }
+
+    /// Lets the plan's idle worker threads park at once instead of spinning for the next run:
+    /// call it when other parallel work (another thread pool) follows on the same cores.
+    pub fn rest(&self) {
+        self.team.rest();
+    }
+
     /// The plan's thread team (also used for the decoder of a model plan).
     pub(crate) fn team(&self) -> std::sync::Arc<Team> {
         self.team.clone()

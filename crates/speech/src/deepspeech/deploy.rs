@@ -148,11 +148,17 @@ impl SpeechPlan {
         let idx = &model.idx;
         let conv1 = model.fold_conv(model.config.conv1(), idx.conv1_w, idx.conv1_b, 0);
         let conv2 = model.fold_conv(model.config.conv2(), idx.conv2_w, idx.conv2_b, 1);
-        let layers = model
+        let mut layers = model
             .recurrent_weights()
             .iter()
             .map(|l| StackPlan::new(std::slice::from_ref(l), opts))
             .collect::<Result<Vec<_>, _>>()?;
+        // One set of worker threads for all layers: a team per layer would leave the idle
+        // teams spinning against the running one (docs/speech.md, "Deployment plan").
+        let (first, rest) = layers.split_at_mut(1);
+        for plan in rest {
+            plan.share_team(&first[0])?;
+        }
         let h = model.config.hidden;
         let (fc_weight, fc_bias) =
             model.fold_input(model.tensor(idx.fc), h, Some(idx.norms.len() - 1));
@@ -234,6 +240,10 @@ impl SpeechPlan {
                 .chunks_exact(2 * h)
                 .flat_map(|row| row[..h].iter().zip(&row[h..]).map(|(a, b)| a + b))
                 .collect();
+        }
+        // The front end of the next run is rayon's: the team's workers must not spin through it.
+        if let Some(plan) = self.layers.first() {
+            plan.rest();
         }
         let recurrent = Instant::now();
         let mut logits: Vec<f32> = (0..t * n)
