@@ -35,6 +35,27 @@ impl std::str::FromStr for FormatChoice {
     }
 }
 
+/// At least half of the values are zero: where sparse formats become candidates.
+pub(crate) fn mostly_zero(w: &[f32]) -> bool {
+    w.iter().filter(|v| **v == 0.0).count() * 2 >= w.len()
+}
+
+impl FormatChoice {
+    /// What a caller that did not choose should use for `layers`: dense when every recurrent
+    /// matrix is dense, else `Auto` (each matrix timed in the candidate formats).
+    pub fn default_for(layers: &[crate::LayerWeights]) -> FormatChoice {
+        let sparse = layers.iter().flat_map(|l| &l.directions).any(|d| match d {
+            crate::CellWeights::Lstm { w_hh, .. } => mostly_zero(w_hh),
+            crate::CellWeights::Hlstm { w_hh1, .. } => mostly_zero(w_hh1),
+        });
+        if sparse {
+            FormatChoice::Auto
+        } else {
+            FormatChoice::Fixed(Format::Dense)
+        }
+    }
+}
+
 /// Four gate blocks of one weight matrix.
 pub(crate) struct GateMatrix {
     pub gates: Vec<PackedMatrix>,
@@ -287,10 +308,9 @@ fn pack_one(w: &[f32], rows: usize, cols: usize, tuning: &Tuning) -> PackedMatri
         }
         FormatChoice::Fixed(f) => PackedMatrix::pack(w, rows, cols, dense_layout(f, tuning.nb)),
         FormatChoice::Auto => {
-            let zeros = w.iter().filter(|v| **v == 0.0).count();
             let dense = dense_layout(tuning.dense, tuning.nb);
             let mut candidates = vec![dense];
-            if zeros * 2 >= w.len() {
+            if mostly_zero(w) {
                 candidates.push(csr_for(tuning.dense));
                 candidates.extend(BLOCK_SHAPES.iter().map(|&(r, c)| Format::Bsr(r, c)));
             }

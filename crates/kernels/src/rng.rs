@@ -43,6 +43,13 @@ impl CounterRng {
     }
 }
 
+/// A standard normal from two uniforms (Box–Muller): `u` in (0, 1] (so its log is finite),
+/// `v` in [0, 1).
+#[inline]
+pub fn box_muller(u: f64, v: f64) -> f64 {
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +77,23 @@ mod tests {
         assert_ne!(a.bits(0, 0), a.bits(1, 0));
         assert_ne!(a.bits(0, 0), a.bits(0, 1));
         assert_eq!(a.bits(5, 9), CounterRng::new(1).bits(5, 9));
+    }
+
+    #[test]
+    fn box_muller_gives_unit_normal_moments() {
+        let rng = CounterRng::new(7);
+        let n = 200_000u64;
+        let xs: Vec<f64> = (0..n)
+            .map(|i| box_muller(1.0 - rng.uniform_f64(0, i), rng.uniform_f64(1, i)))
+            .collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        let within_1 = xs.iter().filter(|x| x.abs() < 1.0).count() as f64 / n as f64;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
+        assert!((within_1 - 0.6827).abs() < 0.005, "{within_1}");
+        assert_eq!(box_muller(1.0, 0.3), 0.0);
     }
 }

@@ -5,7 +5,7 @@
 //! 2019) on the normalised features. Off unless a config has `[data.augment]`.
 
 use crate::features::{spectrogram, Spectrogram, SpectrogramSpec};
-use kernels::rng::CounterRng;
+use kernels::rng::{box_muller, CounterRng};
 use realfft::RealFftPlanner;
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +103,7 @@ impl AugmentConfig {
     }
 }
 
-/// Draws from one utterance's stream; `next` never repeats a coordinate.
+/// Draws from one utterance's stream: each draw takes the next index, so none repeats.
 struct Draws {
     rng: CounterRng,
     stream: u64,
@@ -129,7 +129,7 @@ impl Draws {
     fn normal(&mut self) -> f64 {
         let u = 1.0 - self.uniform(); // (0, 1]: ln is finite
         let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        box_muller(u, v)
     }
 }
 

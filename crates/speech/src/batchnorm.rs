@@ -154,11 +154,17 @@ impl<F: Real> BatchNorm<F> {
     pub fn forward_eval(&self, layout: &BnLayout, x: &[F], y: &mut [F]) {
         self.check(layout, x, y);
         for c in 0..layout.channels {
-            let inv_std = 1.0 / (self.running_var[c].to_f64() + self.eps).sqrt();
-            let scale = self.weight[c].to_f64() * inv_std;
-            let shift = self.bias[c].to_f64() - self.running_mean[c].to_f64() * scale;
+            let (scale, shift) = self.eval_affine(c, self.weight[c], self.bias[c]);
             layout.for_channel(c, |i| y[i] = F::from_f64(x[i].to_f64() * scale + shift));
         }
+    }
+
+    /// Channel `c` in eval mode as y = scale · x + shift, for affine `weight` and `bias` (the
+    /// layer's own, or a flat buffer's copy of them): what a folded deployment multiplies in.
+    pub fn eval_affine(&self, c: usize, weight: F, bias: F) -> (f64, f64) {
+        let inv_std = 1.0 / (self.running_var[c].to_f64() + self.eps).sqrt();
+        let scale = weight.to_f64() * inv_std;
+        (scale, bias.to_f64() - self.running_mean[c].to_f64() * scale)
     }
 
     /// Training-mode backward from `dy`: `dx` is overwritten; `dweight` and `dbias` are

@@ -208,21 +208,9 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
     if args.batch == 0 || args.seq == 0 || args.reps == 0 {
         return Err("--batch, --seq and --reps must be > 0".into());
     }
-    let sparse = weights.layers.iter().any(|l| {
-        l.directions.iter().any(|d| match d {
-            infer::CellWeights::Lstm { w_hh, .. } => {
-                w_hh.iter().filter(|v| **v == 0.0).count() * 2 >= w_hh.len()
-            }
-            infer::CellWeights::Hlstm { w_hh1, .. } => {
-                w_hh1.iter().filter(|v| **v == 0.0).count() * 2 >= w_hh1.len()
-            }
-        })
-    });
-    let format = args.format.unwrap_or(if sparse {
-        FormatChoice::Auto
-    } else {
-        FormatChoice::Fixed(kernels::packed::Format::Dense)
-    });
+    let format = args
+        .format
+        .unwrap_or_else(|| FormatChoice::default_for(&weights.layers));
     let (t, b) = (args.seq, args.batch);
     let opts = PlanOptions {
         dtype: args.dtype,

@@ -266,7 +266,7 @@ pub fn compact_speech(args: crate::CompactArgs) -> Result<u8> {
 /// (`SpeechPlan`: BatchNorms folded, recurrent layers on `infer`'s dense or sparse kernels) on
 /// `--batch` utterances of `--audio-seconds` each, timed by the plans' harness
 /// (`infer::bench::time_runs`). `--format` defaults to dense, or to `auto` (measured per matrix)
-/// when the recurrent matrices are at least half zeros.
+/// when any recurrent matrix is at least half zeros (`FormatChoice::default_for`, as the LM bench).
 pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -> Result<u8> {
     set_threads(threads, 0)?;
     let dir = args.model.clone().expect("a speech checkpoint folder");
@@ -286,22 +286,9 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
         )
         .into());
     }
-    let layers = model.recurrent_weights();
-    let (zeros, total) = layers
-        .iter()
-        .flat_map(|l| &l.directions)
-        .map(|d| match d {
-            infer::CellWeights::Lstm { w_hh, .. } => w_hh,
-            infer::CellWeights::Hlstm { w_hh1, .. } => w_hh1,
-        })
-        .fold((0, 0), |(z, n), w| {
-            (z + w.iter().filter(|v| **v == 0.0).count(), n + w.len())
-        });
-    let format = args.format.unwrap_or(if zeros * 2 >= total {
-        infer::FormatChoice::Auto
-    } else {
-        infer::FormatChoice::Fixed(kernels::packed::Format::Dense)
-    });
+    let format = args
+        .format
+        .unwrap_or_else(|| infer::FormatChoice::default_for(&model.recurrent_weights()));
     let opts = infer::PlanOptions {
         dtype: args.dtype,
         format,

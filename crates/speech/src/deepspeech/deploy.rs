@@ -38,16 +38,13 @@ pub struct SpeechPlan {
 }
 
 impl DeepSpeech {
-    /// BatchNorm `k` in eval mode as y = scale ⊙ x + shift (f64, as `forward_eval` computes).
+    /// BatchNorm `k` in eval mode as y = scale ⊙ x + shift, its affine parameters read from the
+    /// flat buffer (the layer's copies are synced only by a forward pass).
     fn norm_affine(&self, k: usize) -> (Vec<f64>, Vec<f64>) {
         let BnParams { weight, bias } = self.idx.norms[k];
         let (w, b) = (self.tensor(weight), self.tensor(bias));
-        let bn = &self.norms[k];
         (0..w.len())
-            .map(|c| {
-                let scale = w[c] as f64 / (bn.running_var[c] as f64 + bn.eps).sqrt();
-                (scale, b[c] as f64 - bn.running_mean[c] as f64 * scale)
-            })
+            .map(|c| self.norms[k].eval_affine(c, w[c], b[c]))
             .unzip()
     }
 
