@@ -9,7 +9,7 @@ mod dense;
 
 pub use amx::available as amx_supported;
 pub use bsr::{Bsr, BLOCK_SHAPES};
-pub use csr::{Csr, Indices};
+pub use csr::{gather_mode, Csr, GatherMode, Indices, GATHER_ENV};
 pub use dense::{bf16_to_f32, f32_to_bf16};
 
 use crate::isa::{self, Isa};
@@ -716,6 +716,46 @@ mod tests {
                 &rounded
             };
             assert_eq!(&m.to_dense(), want, "{format}: values moved");
+        }
+    }
+
+    #[test]
+    fn csr_gather_modes_match_the_reference_at_every_level() {
+        // u16 and u32 indices (K > 65 536), f32 and bf16 values, every few-batch width, rows
+        // shorter and longer than a vector, and a row range that starts mid-matrix.
+        for &(rows, cols) in &[(37, 300), (5, 70_000)] {
+            for format in [Format::Csr, Format::CsrBf16] {
+                let w = random_matrix(rows, cols, 0.07, 21);
+                let m = PackedMatrix::pack(&w, rows, cols, format);
+                let Storage::Csr(c) = &m.storage else {
+                    unreachable!("csr storage")
+                };
+                for nb in 1..csr::TRANSPOSE_FROM {
+                    let x = random_matrix(nb, cols, 1.0, 22);
+                    let y0 = random_matrix(nb, rows, 1.0, 23);
+                    let mut want = y0.clone();
+                    m.acc_reference(&x, cols, nb, &mut want, rows, 1..rows);
+                    for level in isa::supported() {
+                        for mode in [GatherMode::Vector, GatherMode::Scalar] {
+                            let mut got = y0.clone();
+                            let o = Operands {
+                                x: &x,
+                                ldx: cols,
+                                nb,
+                                y: got.as_mut_ptr(),
+                                ldy: rows,
+                            };
+                            // SAFETY: got holds nb rows of `rows`, exclusively borrowed.
+                            unsafe { c.acc_mode(level, mode, o, 1..rows) };
+                            let err = max_rel_err(&got, &want);
+                            assert!(
+                                err < 2e-5,
+                                "{format} {mode:?} at {level} {rows}x{cols} nb={nb}: {err}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub(crate) trait Simd: Copy {
 pub(crate) trait Weight: Copy {
     unsafe fn load<S: Simd>(p: *const Self) -> S::V;
     unsafe fn load_part<S: Simd>(p: *const Self, n: usize) -> S::V;
+    /// One value, widened.
+    fn to_f32(self) -> f32;
 }
 
 impl Weight for f32 {
@@ -68,6 +70,10 @@ impl Weight for f32 {
         // SAFETY: forwarded.
         unsafe { S::load_part(p, n) }
     }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
 }
 
 impl Weight for u16 {
@@ -80,6 +86,10 @@ impl Weight for u16 {
     unsafe fn load_part<S: Simd>(p: *const u16, n: usize) -> S::V {
         // SAFETY: forwarded.
         unsafe { S::load_bf16_part(p, n) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
     }
 }
 

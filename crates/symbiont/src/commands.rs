@@ -255,11 +255,12 @@ pub fn isa(args: IsaArgs) -> Result<u8> {
         return Ok(0);
     }
     let (detected, active, gemm) = (isa::detected(), isa::active(), isa::gemm_level());
+    let gather = kernels::packed::gather_mode(active).name();
     if args.json {
         println!(
             "{}",
             json!({"detected": detected.name(), "active": active.name(),
-                "supported": supported, "gemm_isa": gemm.name()})
+                "supported": supported, "gemm_isa": gemm.name(), "csr_gather": gather})
         );
     } else {
         println!("detected   {detected}");
@@ -267,6 +268,10 @@ pub fn isa(args: IsaArgs) -> Result<u8> {
         println!("active     {active} ({why})");
         println!("supported  {}", supported.join(" "));
         println!("gemm crate {gemm}");
+        println!(
+            "csr gather {gather} (few-batch sparse products; measured, or {})",
+            kernels::packed::GATHER_ENV
+        );
     }
     Ok(0)
 }

@@ -279,7 +279,7 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         .iter()
         .map(|m| json!({"name": m.name, "format": m.format, "rows": m.rows, "cols": m.cols, "nnz": m.nnz, "bytes": m.bytes}))
         .collect();
-    let report = json!({
+    let mut report = json!({
         "source": source,
         "layers": weights.layers.len(),
         "hidden": weights.layers[0].hidden,
@@ -311,6 +311,15 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         "matrices": matrices,
         "decoder_format": plan.decoder_format(),
     });
+    if plan
+        .stack()
+        .matrices()
+        .iter()
+        .any(|m| m.format.starts_with("csr"))
+    {
+        // Which few-batch CSR kernel ran (measured per CPU; docs/benchmarks.md, "CSR gathers").
+        report["csr_gather"] = json!(kernels::packed::gather_mode(kernels::isa::active()).name());
+    }
     if args.json {
         println!("{report}");
     } else {

@@ -209,7 +209,7 @@ pub struct PeakArgs {
 
 #[derive(clap::Args)]
 pub struct IsaArgs {
-    /// Print JSON: {"detected", "active", "supported": [...], "gemm_isa"}.
+    /// Print JSON: {"detected", "active", "supported": [...], "gemm_isa", "csr_gather"}.
     #[arg(long, conflicts_with = "supported")]
     pub json: bool,
     /// Print only the supported level names, one per line, lowest first (for scripts).

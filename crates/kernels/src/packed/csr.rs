@@ -1,9 +1,11 @@
 //! Compressed sparse rows with compact column indices (u16 when K ≤ 65 536, else u32), and its
 //! product `y[b, r] += W[r, :] · x[b, :]`.
 //!
-//! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x a
-//! vector at a time (AVX-512 or AVX2 gathers, lane by lane on NEON; the values and indices
-//! stream once); from 8 batch rows on, x is transposed to (K, B) once so each non-zero becomes
+//! Two kernels, by batch width: up to 7 batch rows, each row's non-zeros are gathered from x
+//! (the values and indices stream once), either a vector at a time with the CPU's gather
+//! instruction or with one scalar load per non-zero in independent chains — whichever
+//! [`gather_mode`] measured faster on this CPU (AMD Zen 3's AVX2 gathers lose to scalar loads,
+//! Intel's AVX-512 ones win: docs/benchmarks.md, "CSR gathers"); from 8 batch rows on, x is transposed to (K, B) once so each non-zero becomes
 //! one broadcast-multiply-add over a
 //! contiguous B-wide row — no gathers, and the work per non-zero is shared by the whole batch
 //! (this is the path of the hoisted input projection, whose "batch" is T·B).
@@ -11,8 +13,96 @@
 use super::Operands;
 use crate::isa::Isa;
 use crate::simd::{self, Index, Kernel, Simd, Weight};
+use crate::timing::median_secs;
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::OnceLock;
+
+/// Batch widths from which x is transposed instead of gathered.
+pub(crate) const TRANSPOSE_FROM: usize = 8;
+
+/// How the few-batch kernel reads x at the non-zeros' columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatherMode {
+    /// The ISA's gather instruction, a vector of non-zeros at a time.
+    Vector,
+    /// One scalar load and FMA per non-zero, several independent chains per row.
+    Scalar,
+}
+
+impl GatherMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            GatherMode::Vector => "vector",
+            GatherMode::Scalar => "scalar",
+        }
+    }
+}
+
+/// The environment variable that forces a [`GatherMode`] (`vector` or `scalar`) instead of
+/// measuring.
+pub const GATHER_ENV: &str = "SYMBIONT_CSR_GATHER";
+
+/// The faster few-batch gather mode at `level` on this CPU: forced by [`GATHER_ENV`], else
+/// measured once per process and level (about a millisecond) on a 10%-dense 256 x 2048 matrix
+/// at batch 1, the recurrent product of a sparse plan. `portable` has no vector kernel.
+pub fn gather_mode(level: Isa) -> GatherMode {
+    static CHOSEN: [OnceLock<GatherMode>; crate::isa::ALL.len()] =
+        [const { OnceLock::new() }; crate::isa::ALL.len()];
+    *CHOSEN[level as usize].get_or_init(|| match std::env::var(GATHER_ENV).as_deref() {
+        Ok("vector") => GatherMode::Vector,
+        Ok("scalar") => GatherMode::Scalar,
+        Ok(other) => {
+            eprintln!("warning: {GATHER_ENV}={other} is neither `vector` nor `scalar`; measuring");
+            measure_gather_mode(level)
+        }
+        Err(_) => measure_gather_mode(level),
+    })
+}
+
+/// Times both modes, alternating, and keeps the one with the lower best time (ties: vector).
+fn measure_gather_mode(level: Isa) -> GatherMode {
+    if level == Isa::Portable || !level.supported() {
+        return GatherMode::Vector;
+    }
+    let (rows, cols) = (256, 2048);
+    let rng = crate::rng::CounterRng::new(11);
+    let w: Vec<f32> = (0..(rows * cols) as u64)
+        .map(|i| {
+            if rng.uniform_f64(0, i) < 0.1 {
+                rng.uniform(1, i) - 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let m = Csr::from_dense(&w, rows, cols);
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut y = vec![0f32; rows];
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..3 {
+        for (slot, mode) in [GatherMode::Vector, GatherMode::Scalar]
+            .into_iter()
+            .enumerate()
+        {
+            let o = Operands {
+                x: &x,
+                ldx: cols,
+                nb: 1,
+                y: y.as_mut_ptr(),
+                ldy: rows,
+            };
+            // SAFETY: y holds `rows` values, exclusively borrowed for the timing.
+            let t = median_secs(7, || unsafe { m.acc_mode(level, mode, o, 0..rows) });
+            best[slot] = best[slot].min(t);
+        }
+    }
+    if best[1] < best[0] {
+        GatherMode::Scalar
+    } else {
+        GatherMode::Vector
+    }
+}
 
 /// Column indices of the non-zeros, as narrow as K allows.
 #[derive(Clone, Debug)]
@@ -133,32 +223,54 @@ impl Csr {
             + self.row_ptr.len() * 4
     }
 
-    /// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`.
+    /// Adds `W[r, :] · x[b, :]` to `y[b * ldy + r]` for `r` in `rows`, `b < nb`, with the
+    /// few-batch kernel in this CPU's faster [`GatherMode`] at `level`.
     ///
     /// # Safety
     /// As `dense_acc`: `y` valid for the touched elements, no concurrent access to them.
     pub(crate) unsafe fn acc(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
+        let mode = if o.nb < TRANSPOSE_FROM {
+            gather_mode(level)
+        } else {
+            GatherMode::Vector
+        };
+        // SAFETY: forwarded contract.
+        unsafe { self.acc_mode(level, mode, o, rows) }
+    }
+
+    /// [`Csr::acc`] with the few-batch kernel's gather mode chosen by the caller (tests run both).
+    ///
+    /// # Safety
+    /// As [`Csr::acc`].
+    pub(crate) unsafe fn acc_mode(
+        &self,
+        level: Isa,
+        mode: GatherMode,
+        o: Operands<'_>,
+        rows: Range<usize>,
+    ) {
         let Operands { nb, .. } = o;
-        if nb >= 8 {
+        if nb >= TRANSPOSE_FROM {
             // SAFETY: forwarded contract.
             unsafe { self.acc_transposed(level, o, rows) };
             return;
         }
         let (rp, f32v) = (&self.row_ptr, self.vals16.is_empty());
+        let r = &rows;
         // SAFETY (every arm): forwarded contract; row_ptr bounds each row's non-zeros.
         let done = unsafe {
             match (&self.col_idx, f32v) {
                 (Indices::U16(c), true) => {
-                    simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok()
+                    simd::run(level, Gather::new(rp, c, &self.vals, o, r, mode)).is_ok()
                 }
                 (Indices::U32(c), true) => {
-                    simd::run(level, Gather::new(rp, c, &self.vals, o, &rows)).is_ok()
+                    simd::run(level, Gather::new(rp, c, &self.vals, o, r, mode)).is_ok()
                 }
                 (Indices::U16(c), false) => {
-                    simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok()
+                    simd::run(level, Gather::new(rp, c, &self.vals16, o, r, mode)).is_ok()
                 }
                 (Indices::U32(c), false) => {
-                    simd::run(level, Gather::new(rp, c, &self.vals16, o, &rows)).is_ok()
+                    simd::run(level, Gather::new(rp, c, &self.vals16, o, r, mode)).is_ok()
                 }
             }
         };
@@ -184,7 +296,9 @@ impl Csr {
         }
     }
 
-    /// The wide-batch kernel: x transposed to (K, B) in a per-thread scratch buffer.
+    /// The wide-batch kernel: x transposed to (K, B') in a per-thread scratch buffer, B' = B
+    /// rounded up to [`XT_ALIGN`] so every row of x^T is whole vectors (no masked loads at AVX2
+    /// or NEON) and one pass over a row's non-zeros covers the batch (up to 48 wide).
     unsafe fn acc_transposed(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
@@ -193,57 +307,62 @@ impl Csr {
         // Rows are computed in tiles of TILE: a tile's results (TILE, B) are added to y batch row
         // by batch row, TILE contiguous values at a time, instead of B scattered writes per row.
         const TILE: usize = 16;
+        let ld = nb.next_multiple_of(XT_ALIGN);
         SCRATCH.with(|s| {
             let (xt, tile, vbuf) = &mut *s.borrow_mut();
             let k = self.cols;
             xt.clear();
-            xt.resize(k * nb, 0.0);
+            xt.resize(k * ld, 0.0);
             // Transposed in column tiles so the writes stay inside a (TILE, B) block of xt.
             for c0 in (0..k).step_by(TILE) {
                 let c1 = (c0 + TILE).min(k);
                 for b in 0..nb {
                     for (c, &v) in x[b * ldx + c0..b * ldx + c1].iter().enumerate() {
-                        xt[(c0 + c) * nb + b] = v;
+                        xt[(c0 + c) * ld + b] = v;
                     }
                 }
             }
             tile.clear();
-            tile.resize(TILE * nb, 0.0);
+            tile.resize(TILE * ld, 0.0);
             for r0 in rows.clone().step_by(TILE) {
                 let r1 = (r0 + TILE).min(rows.end);
                 for r in r0..r1 {
-                    let yr = &mut tile[(r - r0) * nb..(r - r0 + 1) * nb];
+                    let yr = &mut tile[(r - r0) * ld..(r - r0 + 1) * ld];
                     let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
                     let vals = self.values(s, e, vbuf);
                     // SAFETY: indices < K, so every xt row read is in bounds.
                     let done = unsafe {
                         match &self.col_idx {
                             Indices::U16(ci) => {
-                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr)).is_ok()
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, ld, yr)).is_ok()
                             }
                             Indices::U32(ci) => {
-                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, nb, yr)).is_ok()
+                                simd::run(level, AxpyRows::new(vals, &ci[s..e], xt, ld, yr)).is_ok()
                             }
                         }
                     };
                     if !done {
                         yr.iter_mut().for_each(|v| *v = 0.0);
                         match &self.col_idx {
-                            Indices::U16(ci) => axpy_rows(vals, &ci[s..e], xt, nb, yr),
-                            Indices::U32(ci) => axpy_rows(vals, &ci[s..e], xt, nb, yr),
+                            Indices::U16(ci) => axpy_rows(vals, &ci[s..e], xt, ld, yr),
+                            Indices::U32(ci) => axpy_rows(vals, &ci[s..e], xt, ld, yr),
                         }
                     }
                 }
                 for b in 0..nb {
                     for r in r0..r1 {
                         // SAFETY: caller contract.
-                        unsafe { *y.add(b * ldy + r) += tile[(r - r0) * nb + b] };
+                        unsafe { *y.add(b * ldy + r) += tile[(r - r0) * ld + b] };
                     }
                 }
             }
         });
     }
 }
+
+/// Row stride of the transposed x, in floats: a whole number of AVX2 vectors (two NEON ones;
+/// AVX-512 masks its last vector, which costs it nothing).
+const XT_ALIGN: usize = 8;
 
 /// `yr += Σ_p vals[p] · xt[idx[p], :]`: the compiler vectorizes the B-wide inner loop.
 #[inline(always)]
@@ -266,6 +385,7 @@ struct Gather<'a, I, V> {
     vals: &'a [V],
     o: Operands<'a>,
     rows: Range<usize>,
+    mode: GatherMode,
 }
 
 impl<'a, I, V> Gather<'a, I, V> {
@@ -275,6 +395,7 @@ impl<'a, I, V> Gather<'a, I, V> {
         vals: &'a [V],
         o: Operands<'a>,
         rows: &Range<usize>,
+        mode: GatherMode,
     ) -> Self {
         let rows = rows.clone();
         Gather {
@@ -283,6 +404,7 @@ impl<'a, I, V> Gather<'a, I, V> {
             vals,
             o,
             rows,
+            mode,
         }
     }
 }
@@ -298,6 +420,7 @@ impl<I: Index, V: Weight> Kernel for Gather<'_, I, V> {
             vals,
             o,
             rows,
+            mode,
         } = self;
         let Operands { x, ldx, nb, y, ldy } = o;
         let (vp, ip, xp) = (vals.as_ptr(), idx.as_ptr(), x.as_ptr());
@@ -307,6 +430,21 @@ impl<I: Index, V: Weight> Kernel for Gather<'_, I, V> {
             // SAFETY: row_ptr bounds the row's non-zeros; forwarded contract for x and y.
             unsafe {
                 let (v, i, yr) = (vp.add(s), ip.add(s), y.add(r));
+                if mode == GatherMode::Scalar {
+                    match nb {
+                        1 => scalar_row::<I, V, 1, 8>(v, i, n, xp, ldx, yr, ldy),
+                        2 => scalar_row::<I, V, 2, 4>(v, i, n, xp, ldx, yr, ldy),
+                        3 => scalar_row::<I, V, 3, 2>(v, i, n, xp, ldx, yr, ldy),
+                        _ => {
+                            scalar_row::<I, V, 4, 2>(v, i, n, xp, ldx, yr, ldy);
+                            for b in 4..nb {
+                                let (xb, yb) = (xp.add(b * ldx), yr.add(b * ldy));
+                                scalar_row::<I, V, 1, 8>(v, i, n, xb, ldx, yb, ldy);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 match nb {
                     1 => gather_row::<S, I, V, 1>(v, i, n, xp, ldx, yr, ldy),
                     2 => gather_row::<S, I, V, 2>(v, i, n, xp, ldx, yr, ldy),
@@ -361,8 +499,47 @@ unsafe fn gather_row<S: Simd, I: Index, V: Weight, const NB: usize>(
     }
 }
 
+/// [`gather_row`] with scalar loads of x: four independent chains per batch row.
+#[inline(always)]
+unsafe fn scalar_row<I: Index, V: Weight, const NB: usize, const U: usize>(
+    vals: *const V,
+    idx: *const I,
+    n: usize,
+    x: *const f32,
+    ldx: usize,
+    y: *mut f32,
+    ldy: usize,
+) {
+    // SAFETY (whole body): p < n for every read; indices < K and x holds NB rows of K (caller).
+    unsafe {
+        let mut acc = [[0f32; U]; NB];
+        let mut p = 0;
+        while p + U <= n {
+            for u in 0..U {
+                let c = (*idx.add(p + u)).into() as usize;
+                let v = (*vals.add(p + u)).to_f32();
+                for (b, a) in acc.iter_mut().enumerate() {
+                    a[u] = v.mul_add(*x.add(b * ldx + c), a[u]);
+                }
+            }
+            p += U;
+        }
+        while p < n {
+            let c = (*idx.add(p)).into() as usize;
+            let v = (*vals.add(p)).to_f32();
+            for (b, a) in acc.iter_mut().enumerate() {
+                a[0] = v.mul_add(*x.add(b * ldx + c), a[0]);
+            }
+            p += 1;
+        }
+        for (b, a) in acc.iter().enumerate() {
+            *y.add(b * ldy) += a.iter().sum::<f32>();
+        }
+    }
+}
+
 /// `yr = Σ_p vals[p] · xt[idx[p], :]` (overwrites `yr`), written once over the lane width: the
-/// B-wide rows of x^T are accumulated in up to four vectors at a time, in two sets (even and odd
+/// B-wide rows of x^T are accumulated in up to six vectors at a time, in two sets (even and odd
 /// non-zeros) so the FMA latency chain is halved.
 struct AxpyRows<'a, I> {
     vals: &'a [f32],
@@ -398,14 +575,17 @@ impl<I: Copy + Into<u32>> Kernel for AxpyRows<'_, I> {
         } = self;
         let mut c0 = 0;
         while c0 < nb {
-            let w = (nb - c0).min(4 * S::LANES);
+            // Two sets of up to six accumulators: 12 registers, within AVX2's 16.
+            let w = (nb - c0).min(6 * S::LANES);
             // SAFETY: the chunk [c0, c0 + w) is inside every xt row and yr; idx < K rows of xt.
             unsafe {
                 match w.div_ceil(S::LANES) {
                     1 => axpy_chunk::<S, I, 1>(vals, idx, xt, nb, c0, w, yr),
                     2 => axpy_chunk::<S, I, 2>(vals, idx, xt, nb, c0, w, yr),
                     3 => axpy_chunk::<S, I, 3>(vals, idx, xt, nb, c0, w, yr),
-                    _ => axpy_chunk::<S, I, 4>(vals, idx, xt, nb, c0, w, yr),
+                    4 => axpy_chunk::<S, I, 4>(vals, idx, xt, nb, c0, w, yr),
+                    5 => axpy_chunk::<S, I, 5>(vals, idx, xt, nb, c0, w, yr),
+                    _ => axpy_chunk::<S, I, 6>(vals, idx, xt, nb, c0, w, yr),
                 }
             }
             c0 += w;
