@@ -2,7 +2,7 @@
 //! 16, 35 (the hoisted projection of one sequence), 140 and 560 (batch 4 and 16 over 35 steps),
 //! and the `gemm` crate for comparison (on one thread too).
 //!
-//! Run: `cargo run --release -p symbiont-infer --example kernel_rates -- H [DENSITY [FORMAT]]`
+//! Run: `cargo run --release -p symbiont-infer --example kernel_rates -- H|ROWSxCOLS [DENSITY [FORMAT]]`
 //! (`SYMBIONT_ISA=avx2` etc. picks the level of the hand kernels).
 
 use kernels::packed::{Format, PackedMatrix, BLOCK_SHAPES};
@@ -15,15 +15,19 @@ fn main() {
         .num_threads(1)
         .build_global()
         .expect("the global pool is not built yet");
-    let h: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(650);
+    // `H` (one H x H gate block) or `ROWSxCOLS` (e.g. `10000x200`, the PTB-small decoder).
+    let shape = std::env::args().nth(1).unwrap_or_else(|| "650".into());
+    let (rows, cols): (usize, usize) = match shape.split_once('x') {
+        Some((r, c)) => (r.parse().expect("ROWS"), c.parse().expect("COLS")),
+        None => {
+            let h = shape.parse().expect("H");
+            (h, h)
+        }
+    };
     let density: f64 = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let (rows, cols) = (h, h);
     let rng = kernels::rng::CounterRng::new(3);
     let w: Vec<f32> = (0..(rows * cols) as u64)
         .map(|i| {
@@ -55,7 +59,7 @@ fn main() {
         std::process::exit(2)
     });
     println!(
-        "one gate block {rows}x{cols}, density {density}, ISA {level} (gemm crate: {})",
+        "one block {rows}x{cols}, density {density}, ISA {level} (gemm crate: {})",
         kernels::isa::gemm_level()
     );
     for nb in [1usize, 2, 4, 16, 35, 140, 560] {

@@ -266,6 +266,10 @@ mod tests {
                 "augment",
                 include_str!("../../../configs/an4-augment-cpu.toml"),
             ),
+            (
+                "augment",
+                include_str!("../../../configs/an4-augment-long-cpu.toml"),
+            ),
             ("prune", include_str!("../../../configs/an4-prune-cpu.toml")),
             (
                 "augment",
