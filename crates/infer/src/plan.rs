@@ -153,6 +153,15 @@ impl StackPlan {
                 "plan threads, batch and seq must be > 0".into(),
             ));
         }
+        if opts.format == FormatChoice::Fixed(Format::Bf16Amx) && !kernels::packed::amx_available()
+        {
+            // Without tiles the format runs a scalar stand-in, ~15x slower than bf16-panel.
+            return Err(InferError::Config(format!(
+                "format bf16-amx needs AMX-BF16 tiles, which the active ISA level ({}) lacks; \
+                 use bf16-panel, or --dtype bf16 and let the plan choose",
+                kernels::isa::active()
+            )));
+        }
         let step = Tuning::for_plan(opts, opts.batch);
         let hoisted = Tuning::for_plan(opts, opts.batch * opts.seq);
         let mut out = Vec::new();
