@@ -10,11 +10,11 @@ use speech::an4::Split;
 use speech::checkpoint::load_model;
 use speech::config::SpeechConfig;
 use speech::data::{featurize, BadFiles, Dataset};
-use speech::deepspeech::{Batch, Mode, SpeechPlan};
+use speech::deepspeech::{DeepSpeech, SpeechPlan};
 use speech::labels::decode;
 use speech::training::{evaluate, train, Decoder, TrainOptions};
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -180,9 +180,31 @@ pub fn transcribe(args: TranscribeArgs, threads: Option<usize>, device: Device) 
     cpu_only(device, "transcription")?;
     set_threads(threads, 0)?;
     let dec = decoder(args.beam)?;
-    let mut model = load_model(&args.model)?;
+    let model = load_model(&args.model)?;
+    // The deployment plan (BatchNorms folded, recurrent layers on infer's kernels), built for
+    // the first file's length; it runs any length after.
+    let mut plan: Option<SpeechPlan> = None;
     for file in &args.files {
-        let text = transcribe_one(&mut model, file, dec)?;
+        let spec = featurize(file)?;
+        let t = model.config.output_frames(spec.frames);
+        if t == 0 {
+            return Err(format!(
+                "{}: {} frames ({:.2} s) are too short for the model's convolutions",
+                file.display(),
+                spec.frames,
+                spec.frames as f64 / 100.0
+            )
+            .into());
+        }
+        let plan = match &mut plan {
+            Some(p) => p,
+            None => plan.insert(SpeechPlan::new(&model, &plan_options(&model, 1, t))?),
+        };
+        // One utterance: the (T, 1, 29) logits are (T, 29).
+        let logits = plan
+            .run(&[&spec])
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = decode(&dec.decode(&logits));
         if args.files.len() > 1 {
             println!("{}\t{text}", file.display());
         } else {
@@ -192,24 +214,16 @@ pub fn transcribe(args: TranscribeArgs, threads: Option<usize>, device: Device) 
     Ok(0)
 }
 
-fn transcribe_one(
-    model: &mut speech::deepspeech::DeepSpeech,
-    file: &Path,
-    dec: Decoder,
-) -> Result<String> {
-    let spec = featurize(file)?;
-    if model.config.output_frames(spec.frames) == 0 {
-        return Err(format!(
-            "{}: {} frames ({:.2} s) are too short for the model's convolutions",
-            file.display(),
-            spec.frames,
-            spec.frames as f64 / 100.0
-        )
-        .into());
+/// Plan options for `model` at `batch` utterances of `seq` output frames, on all threads: dense
+/// matrices, or formats timed per matrix when the recurrent weights are mostly zero.
+fn plan_options(model: &DeepSpeech, batch: usize, seq: usize) -> infer::PlanOptions {
+    infer::PlanOptions {
+        format: infer::FormatChoice::default_for(&model.recurrent_weights()),
+        threads: rayon::current_num_threads(),
+        batch,
+        seq,
+        ..infer::PlanOptions::default()
     }
-    let batch = Batch::new(&[&spec], vec![Vec::new()]);
-    let acts = model.forward(&batch, Mode::Eval);
-    Ok(decode(&dec.decode(&acts.utterance_logits(0))))
 }
 
 /// `symbiont compact` of a speech checkpoint: the model without its silenced units, in `--out`
