@@ -16,6 +16,7 @@ use model::backend::Cpu;
 use model::checkpoint::{write_tensors, TensorFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use train::optim::{clip_factor, grad_norm, OptimState, Optimizer};
 use train::trainer::{StepInfo, TrainHook};
@@ -102,6 +103,9 @@ pub struct TrainOptions {
     pub max_steps: Option<u64>,
     /// Continue the run saved in this folder.
     pub resume: Option<PathBuf>,
+    /// Checked before every step: once set, the run saves its checkpoint (resumable at the next
+    /// batch) and returns without a final evaluation (the CLI sets it on SIGINT / SIGTERM).
+    pub interrupted: Option<&'static AtomicBool>,
 }
 
 /// What a finished run reports.
@@ -116,8 +120,11 @@ pub struct TrainSummary {
     pub density: f64,
     /// Live hidden units per recurrent layer.
     pub units_alive: Vec<usize>,
-    /// The last evaluation on the test set (after the last epoch run, or at a step limit).
-    pub test: Evaluation,
+    /// The last evaluation on the test set (after the last epoch run, or at a step limit); none
+    /// when the run was interrupted.
+    pub test: Option<Evaluation>,
+    /// Stopped by [`TrainOptions::interrupted`].
+    pub interrupted: bool,
     /// Training audio seconds per second of training steps (batch assembly, forward, CTC,
     /// backward, clipping, update, compression), over this invocation.
     pub audio_per_second: f64,
@@ -336,6 +343,7 @@ pub fn train(
     ));
     let started = Instant::now();
     let mut last_eval = None;
+    let mut interrupted = false;
     'epochs: for epoch in run.state.epochs..config.schedule.epochs {
         let lr = config.schedule.lr(config.optim.lr, epoch);
         let t0 = Instant::now();
@@ -360,6 +368,17 @@ pub fn train(
         };
         let features = augmented.as_deref().unwrap_or(&train_set.features);
         for (k, &bi) in order.iter().enumerate().skip(done) {
+            if opts.interrupted.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                run.state.batches_in_epoch = k;
+                run.save(&opts.out, &config)?;
+                log(format!(
+                    "interrupted: checkpoint saved after step {} (resume with --resume {})",
+                    run.state.steps,
+                    opts.out.display()
+                ));
+                interrupted = true;
+                break 'epochs;
+            }
             if opts.max_steps.is_some_and(|m| run.state.steps >= m) {
                 run.state.batches_in_epoch = k;
                 run.save(&opts.out, &config)?;
@@ -441,13 +460,14 @@ pub fn train(
     }
     let train_seconds = started.elapsed().as_secs_f64();
     let test = match last_eval {
-        Some(e) => e,
-        None => evaluate(
+        _ if interrupted => None,
+        Some(e) => Some(e),
+        None => Some(evaluate(
             &mut run.model,
             &test_set,
             config.data.batch,
             Decoder::Greedy,
-        ),
+        )),
     };
     let (density, units_alive) = match &run.hook {
         Some(h) => (h.density(), h.units_alive()),
@@ -461,6 +481,7 @@ pub fn train(
         units_alive,
         state: run.state,
         test,
+        interrupted,
         audio_per_second: run.audio / run.step_seconds.max(1e-9),
         step_seconds: run.step_seconds,
         train_seconds,

@@ -6,6 +6,7 @@ use speech::checkpoint::load_run;
 use speech::config::SpeechConfig;
 use speech::training::{train, TrainOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("symbiont-train-{}-{name}", std::process::id()));
@@ -91,8 +92,12 @@ fn options(data: &Path, out: &Path, max_steps: Option<u64>, resume: bool) -> Tra
         out: out.to_path_buf(),
         max_steps,
         resume: resume.then(|| out.to_path_buf()),
+        interrupted: None,
     }
 }
+
+/// An interruption already requested: the run stops before its first step.
+static STOP: AtomicBool = AtomicBool::new(true);
 
 #[test]
 fn the_loss_falls_and_a_resumed_run_matches_an_uninterrupted_one() {
@@ -114,6 +119,20 @@ fn the_loss_falls_and_a_resumed_run_matches_an_uninterrupted_one() {
     )
     .unwrap();
     assert_eq!((first.state.steps, first.state.epochs), (6, 1));
+    // Interrupted (SIGINT in the CLI) before its first step: it saves where it stands, trains
+    // nothing and skips the final evaluation; the resumed run below loses no batch.
+    let stopped = train(
+        config(3),
+        &TrainOptions {
+            interrupted: Some(&STOP),
+            ..options(&data, &split, None, true)
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(stopped.interrupted && stopped.test.is_none());
+    assert_eq!((stopped.state.steps, stopped.state.epochs), (6, 1));
+    assert_eq!(load_run(&split).unwrap().state.batches_in_epoch, 2);
     train(
         config(3),
         &options(&data, &split, Some(9), true),

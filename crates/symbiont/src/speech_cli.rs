@@ -60,7 +60,9 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
         out: out.clone(),
         max_steps: args.max_steps,
         resume: args.resume.clone(),
+        interrupted: Some(&crate::signals::INTERRUPTED),
     };
+    crate::signals::install("saving a checkpoint after this step", "without saving")?;
     // Progress goes to stderr in both modes: --json keeps stdout for the one JSON object.
     let quiet = args.no_progress;
     let mut log = |line: String| {
@@ -69,9 +71,17 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
         }
     };
     let s = train(config, &opts, &mut log)?;
-    let r = &s.test.rates;
+    let rates = s.test.as_ref().map(|e| &e.rates);
+    let (status, code) = if s.interrupted {
+        ("interrupted", crate::signals::exit_code())
+    } else if args.max_steps.is_some_and(|m| s.state.steps >= m) {
+        ("max_steps", 0)
+    } else {
+        ("finished", 0)
+    };
     if args.json {
         let out_json = json!({
+            "status": status,
             "checkpoint": out.display().to_string(),
             "epochs": s.state.epochs,
             "steps": s.state.steps,
@@ -81,9 +91,9 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
             "density": s.density,
             "units_alive": s.units_alive,
             "train_loss": s.state.history.last().map(|h| h.train_loss),
-            "wer": r.wer,
-            "cer": r.cer,
-            "wer_mean_utterance": r.wer_mean_utterance,
+            "wer": rates.map(|r| r.wer),
+            "cer": rates.map(|r| r.cer),
+            "wer_mean_utterance": rates.map(|r| r.wer_mean_utterance),
             "split": "test",
             "decoder": "greedy",
             "train_seconds": s.train_seconds,
@@ -95,7 +105,7 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
             "history": s.state.history,
         });
         println!("{}", serde_json::to_string_pretty(&out_json)?);
-    } else {
+    } else if let Some(r) = rates {
         println!(
             "{} epochs, {} steps: test WER {:.2}% CER {:.2}% (mean per utterance {:.2}%), \
              {:.1} s of audio per second; checkpoint {}",
@@ -107,8 +117,14 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
             s.audio_per_second,
             out.display()
         );
+    } else {
+        println!(
+            "interrupted after {} steps; checkpoint {} (continue with --resume)",
+            s.state.steps,
+            out.display()
+        );
     }
-    Ok(0)
+    Ok(code)
 }
 
 /// `symbiont eval` of a speech checkpoint.

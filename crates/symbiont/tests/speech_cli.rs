@@ -241,3 +241,68 @@ fn train_eval_transcribe_and_compact_a_speech_model() {
     ]);
     assert_eq!(gpu.status.code(), Some(2));
 }
+
+#[test]
+fn a_stop_signal_saves_a_speech_checkpoint_that_resumes() {
+    // Speech training once ignored SIGINT / SIGTERM (a background run ignores SIGINT; SIGTERM
+    // killed it) and lost everything since its last epoch.
+    let d = tmpdir("signal");
+    let data = d.join("an4");
+    corpus(&data);
+    let config = d.join("an4-long.toml");
+    std::fs::write(&config, CONFIG.replace("epochs = 2", "epochs = 100000")).unwrap();
+    let run_dir = d.join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_symbiont"))
+        .args(["--threads", "1", "train", "--json", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first epoch's checkpoint exists: training runs; interrupt it.
+    let state = run_dir.join("state.json");
+    let start = std::time::Instant::now();
+    while !state.is_file() {
+        assert!(start.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "interrupted");
+    assert!(v["wer"].is_null());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let steps = saved["steps"].as_u64().unwrap();
+    assert_eq!(v["steps"].as_u64(), Some(steps));
+    assert!(steps >= 2, "{saved}");
+    let r = json(&run(&[
+        "--threads",
+        "1",
+        "train",
+        "--resume",
+        run_dir.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--max-steps",
+        &(steps + 2).to_string(),
+        "--json",
+    ]));
+    assert_eq!(r["status"], "max_steps");
+    assert_eq!(r["steps"].as_u64(), Some(steps + 2));
+    std::fs::remove_dir_all(&d).unwrap();
+}
