@@ -14,6 +14,7 @@ pub mod conv;
 pub mod ctc;
 pub mod data;
 pub mod deepspeech;
+pub mod engine;
 pub mod error;
 pub mod features;
 pub mod hardtanh;

@@ -18,7 +18,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 #[derive(Args)]
 pub struct ProfileArgs {
-    /// Engine to time: cpu-dense, cpu-sparse, command (with --command), or
+    /// Engine to time: cpu-dense, cpu-sparse, cpu-speech (a DeepSpeech2-style model's deployment
+    /// plan; --seq counts input frames of 10 ms), command (with --command), or
     /// fake:CURVE[:key=value…], a deterministic test engine (CURVE: steps, saw, linear,
     /// quadratic; keys: noise, seed, sleep, and the curve's numbers). May be left out to only
     /// merge or convert tables (--merge).
@@ -355,7 +356,7 @@ fn run_sweep(
         outcome.unsettled()
     );
     let mut table = LatencyTable::from_sweep(&outcome, args.label.clone());
-    if matches!(name, "cpu-dense" | "cpu-sparse") {
+    if matches!(name, "cpu-dense" | "cpu-sparse" | speech::engine::NAME) {
         // symbiont's own kernels ran: record the levels they and the gemm crate ran at.
         for host in table.targets.iter_mut().filter_map(|t| t.host.as_mut()) {
             host.isa = Some(kernels::isa::active().name().into());
@@ -408,6 +409,7 @@ fn make_engine(args: &ProfileArgs, name: &str, visit_ms: f64) -> Result<Box<dyn 
     }
     Ok(match name {
         "cpu-dense" | "cpu-sparse" => cpu_engine(name)?,
+        speech::engine::NAME => Box::new(speech::engine::SpeechEngine::default()),
         "command" => {
             let template = args
                 .command
@@ -430,12 +432,10 @@ fn make_engine(args: &ProfileArgs, name: &str, visit_ms: f64) -> Result<Box<dyn 
         }
         _ => match name.strip_prefix("fake:") {
             Some(spec) => Box::new(FakeEngine::parse(spec)?),
-            None => {
-                return Err(format!(
-                    "unknown engine `{name}` (cpu-dense, cpu-sparse, command, fake:CURVE)"
-                )
-                .into())
-            }
+            None => return Err(format!(
+                "unknown engine `{name}` (cpu-dense, cpu-sparse, cpu-speech, command, fake:CURVE)"
+            )
+            .into()),
         },
     })
 }

@@ -331,15 +331,7 @@ pub fn bench_speech(args: crate::inference::BenchArgs, threads: Option<usize>) -
     let build = std::time::Instant::now();
     let mut plan = SpeechPlan::new(&model, &opts)?;
     let build_ms = build.elapsed().as_secs_f64() * 1e3;
-    // Normalised features are zero-mean, unit-variance: a deterministic stand-in of that kind.
-    let bins = speech::deepspeech::BINS;
-    let spec = speech::features::Spectrogram {
-        frames,
-        bins,
-        values: (0..frames * bins)
-            .map(|i| ((i as f64 * 0.618_034 + args.seed as f64).fract() * 3.4 - 1.7) as f32)
-            .collect(),
-    };
+    let spec = speech::engine::synthetic_spectrogram(frames, args.seed);
     let specs = vec![&spec; args.batch];
     let mut failure = None;
     let mut stages: [Vec<f64>; 3] = Default::default();

@@ -480,3 +480,60 @@ fn every_flag_has_help() {
         }
     }
 }
+
+#[test]
+fn the_speech_engine_profiles_a_deepspeech_model() {
+    let d = tmpdir("speech");
+    let table = d.join("speech.json");
+    ok(&[
+        "--threads",
+        "1",
+        "profile",
+        "--engine",
+        "cpu-speech",
+        "--hidden",
+        "8,16",
+        "--layers",
+        "1",
+        "--seq",
+        "40",
+        "--density",
+        "1,0.5",
+        "--passes",
+        "1",
+        "--max-passes",
+        "1",
+        "--out",
+        table.to_str().unwrap(),
+    ]);
+    let t = json_file(&table);
+    let target = &t["targets"][0];
+    assert_eq!(target["engine"]["name"], "cpu-speech");
+    assert!(target["host"]["isa"].is_string(), "{target}");
+    let points = target["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    for p in points {
+        let ms = p["median_ms"].as_f64().unwrap();
+        assert!(ms.is_finite() && ms > 0.0, "{p}");
+        let want = if p["density"].as_f64() == Some(1.0) {
+            "dense"
+        } else {
+            "auto"
+        };
+        assert_eq!(p["format"], want);
+    }
+    // Too few frames for the convolutions: exit 2 naming the length.
+    let err = fails(&[
+        "profile",
+        "--engine",
+        "cpu-speech",
+        "--hidden",
+        "8",
+        "--seq",
+        "4",
+        "--out",
+        d.join("short.json").to_str().unwrap(),
+    ]);
+    assert!(err.contains("seq 4"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
