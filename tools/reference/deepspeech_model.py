@@ -15,8 +15,15 @@ Stored: every parameter (by state_dict name), the input (2, 1, 161, T) with its 
 targets, the valid logits, the loss, every parameter's gradient, and the BatchNorm running
 statistics after the training-mode forward.
 
-Usage: .venv/bin/python tools/reference/deepspeech_model.py   (needs torch)
+With `--gate-hidden M` the recurrent layers are bidirectional H-LSTMs instead (gates are MLPs with
+a hidden layer of M units, docs/method.md section 3; parameter names as symbiont's:
+`weight_ih1_l0`, `weight_hh1_l0`, `bias1_l0`, `weight2_l0` [4, H, M], `bias2_l0`, and `_reverse`),
+written in plain torch ops with packed-sequence semantics (each utterance's backward pass starts at
+its own last frame; outputs past its end are zero), to deepspeech_hlstm_model.json.
+
+Usage: .venv/bin/python tools/reference/deepspeech_model.py [--gate-hidden 3]   (needs torch)
 """
+import argparse
 import json
 import os
 
@@ -25,8 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
-OUT = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "speech", "tests", "fixtures",
-                   "deepspeech_model.json")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "speech", "tests",
+                        "fixtures")
 C, H, LABELS = 2, 5, 29
 
 
@@ -34,8 +41,61 @@ def conv_len(n, k, s, p):
     return (n + 2 * p - k) // s + 1
 
 
+class HLSTMDirection(nn.Module):
+    """One direction's H-LSTM parameters, registered on the layer under symbiont's names."""
+
+
+class BiHLSTM(nn.Module):
+    """Bidirectional H-LSTM over (T, N, F) with per-utterance lengths; returns (T, N, 2H)."""
+
+    def __init__(self, inp, hidden, m):
+        super().__init__()
+        self.h, self.m = hidden, m
+        bound = 1.0 / hidden ** 0.5
+        for suffix in ["", "_reverse"]:
+            for name, shape in [("weight_ih1", (4 * m, inp)), ("weight_hh1", (4 * m, hidden)),
+                                ("bias1", (4 * m,)), ("weight2", (4, hidden, m)),
+                                ("bias2", (4 * hidden,))]:
+                self.register_parameter(f"{name}_l0{suffix}",
+                                        nn.Parameter((torch.rand(shape) * 2 - 1) * bound))
+
+    def cell(self, suffix, x, h, c):
+        p = lambda name: getattr(self, f"{name}_l0{suffix}")
+        a = torch.relu(x @ p("weight_ih1").T + h @ p("weight_hh1").T + p("bias1"))
+        a4 = a.view(a.shape[0], 4, self.m)
+        pre = torch.einsum("bkm,khm->bkh", a4, p("weight2")).reshape(a.shape[0], 4 * self.h) + p("bias2")
+        H = self.h
+        i, f = torch.sigmoid(pre[:, :H]), torch.sigmoid(pre[:, H:2 * H])
+        g, o = torch.tanh(pre[:, 2 * H:3 * H]), torch.sigmoid(pre[:, 3 * H:])
+        c = f * c + i * g
+        return o * torch.tanh(c), c
+
+    def forward(self, y, lengths):
+        T, N, _ = y.shape
+        out = torch.zeros(T, N, 2 * self.h)
+        outs = [[None] * T for _ in range(N)]
+        for n, L in enumerate(lengths):
+            for d, (suffix, steps) in enumerate([("", range(L)), ("_reverse", range(L - 1, -1, -1))]):
+                h = torch.zeros(1, self.h)
+                c = torch.zeros(1, self.h)
+                for t in steps:
+                    h, c = self.cell(suffix, y[t, n:n + 1], h, c)
+                    outs[n][t] = outs[n][t] or [None, None]
+                    outs[n][t][d] = h[0]
+        rows = []
+        for t in range(T):
+            cols = []
+            for n in range(N):
+                if outs[n][t] is None:
+                    cols.append(torch.zeros(2 * self.h))
+                else:
+                    cols.append(torch.cat(outs[n][t]))
+            rows.append(torch.stack(cols))
+        return torch.stack(rows)
+
+
 class Model(nn.Module):
-    def __init__(self):
+    def __init__(self, gate_hidden=0):
         super().__init__()
         self.conv = nn.Module()
         self.conv.seq_module = nn.Sequential(
@@ -48,7 +108,11 @@ class Model(nn.Module):
             if layer > 0:
                 m.batch_norm = nn.Module()
                 m.batch_norm.module = nn.BatchNorm1d(H)
-            m.rnn = nn.LSTM(C * 21 if layer == 0 else H, H, bidirectional=True, bias=False)
+            inp = C * 21 if layer == 0 else H
+            if gate_hidden:
+                m.rnn = BiHLSTM(inp, H, gate_hidden)
+            else:
+                m.rnn = nn.LSTM(inp, H, bidirectional=True, bias=False)
             self.rnns.append(m)
         self.fc = nn.Module()
         self.fc.__dict__["_modules"]["0"] = nn.Module()
@@ -77,9 +141,12 @@ class Model(nn.Module):
             if layer > 0:
                 tt, nn_, f = y.shape
                 y = m.batch_norm.module(y.view(tt * nn_, f)).view(tt, nn_, f)
-            packed = nn.utils.rnn.pack_padded_sequence(y, torch.tensor(lens2), enforce_sorted=False)
-            out, _ = m.rnn(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=y.shape[0])
+            if isinstance(m.rnn, BiHLSTM):
+                out = m.rnn(y, lens2)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(y, torch.tensor(lens2), enforce_sorted=False)
+                out, _ = m.rnn(packed)
+                out, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=y.shape[0])
             y = out[:, :, :H] + out[:, :, H:]
         tt, nn_, f = y.shape
         logits = self.fc._modules["0"].module(y.reshape(tt * nn_, f)).view(tt, nn_, LABELS)
@@ -87,8 +154,11 @@ class Model(nn.Module):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gate-hidden", type=int, default=0)
+    args = ap.parse_args()
     torch.manual_seed(5)
-    model = Model()
+    model = Model(args.gate_hidden)
     # Non-trivial BatchNorm affine parameters, so their gradients and uses are tested.
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -110,7 +180,7 @@ def main():
     valid = [logits[:l, i, :].detach().reshape(-1).tolist() for i, l in enumerate(out_lens)]
     buffers = {k: v.tolist() for k, v in model.state_dict().items() if "running" in k}
     out = {
-        "config": {"hidden": H, "layers": 2, "conv_channels": C},
+        "config": {"hidden": H, "layers": 2, "conv_channels": C, "gate_hidden": args.gate_hidden},
         "lengths": lengths,
         "targets": targets,
         "features": x.reshape(-1).tolist(),
@@ -121,6 +191,8 @@ def main():
         "grads": {k: p.grad.reshape(-1).tolist() for k, p in model.named_parameters()},
         "running": buffers,
     }
+    name = "deepspeech_hlstm_model.json" if args.gate_hidden else "deepspeech_model.json"
+    OUT = os.path.join(FIXTURES, name)
     with open(OUT, "w") as f:
         json.dump(out, f)
     print(f"wrote {OUT}: loss {loss.item():.6f}, output lengths {out_lens}")

@@ -138,13 +138,19 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 
 #[test]
 fn forward_loss_gradients_and_running_stats_match_pytorch() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/deepspeech_model.json"
-    );
-    let fx: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // LSTM layers (torch's nn.LSTM on packed sequences), and H-LSTM layers (plain torch ops,
+    // `deepspeech_model.py --gate-hidden 3`).
+    for name in ["deepspeech_model.json", "deepspeech_hlstm_model.json"] {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        check_against_pytorch(&fx);
+    }
+}
+
+fn check_against_pytorch(fx: &serde_json::Value) {
     let cfg: DeepSpeechConfig = serde_json::from_value(fx["config"].clone()).unwrap();
+    let gate_hidden = cfg.gate_hidden;
     let mut model = DeepSpeech::new(cfg, 0).unwrap();
     let names: Vec<String> = model
         .layout
@@ -176,7 +182,10 @@ fn forward_loss_gradients_and_running_stats_match_pytorch() {
     assert_eq!(acts.out_lengths, out_lengths);
     for (b, want) in fx["logits"].as_array().unwrap().iter().enumerate() {
         let e = rel_err(&acts.utterance_logits(b), &floats(want));
-        assert!(e < 1e-4, "utterance {b} logits: relative error {e:.2e}");
+        assert!(
+            e < 1e-4,
+            "gate_hidden {gate_hidden}, utterance {b} logits: relative error {e:.2e}"
+        );
     }
     let mut d = vec![0.0; acts.logits.len()];
     let (loss, impossible) = ctc_batch(&acts, &batch.targets, 1.0 / batch.n as f32, &mut d);
@@ -191,7 +200,11 @@ fn forward_loss_gradients_and_running_stats_match_pytorch() {
     model.backward(&batch, &mut acts, &d, &mut grads);
     for t in model.layout.tensors() {
         let e = rel_err(&grads[t.range()], &floats(&fx["grads"][&t.name]));
-        assert!(e < 1e-3, "{} gradient: relative error {e:.2e}", t.name);
+        assert!(
+            e < 1e-3,
+            "gate_hidden {gate_hidden}, {} gradient: relative error {e:.2e}",
+            t.name
+        );
     }
     for (prefix, bn) in model.norm_names().iter().zip(&model.norms) {
         for (suffix, got) in [

@@ -432,10 +432,12 @@ fn make_engine(args: &ProfileArgs, name: &str, visit_ms: f64) -> Result<Box<dyn 
         }
         _ => match name.strip_prefix("fake:") {
             Some(spec) => Box::new(FakeEngine::parse(spec)?),
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "unknown engine `{name}` (cpu-dense, cpu-sparse, cpu-speech, command, fake:CURVE)"
             )
-            .into()),
+                .into())
+            }
         },
     })
 }
