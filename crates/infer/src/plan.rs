@@ -162,6 +162,14 @@ impl StackPlan {
                 kernels::isa::active()
             )));
         }
+        if matches!(
+            opts.format,
+            FormatChoice::Auto | FormatChoice::Fixed(Format::Csr | Format::CsrBf16)
+        ) {
+            // The CSR kernel's gather mode is measured on first use: do it here, on the caller's
+            // thread, not inside a timed product on a busy team.
+            kernels::packed::gather_mode(kernels::isa::active());
+        }
         let step = Tuning::for_plan(opts, opts.batch);
         let hoisted = Tuning::for_plan(opts, opts.batch * opts.seq);
         let mut out = Vec::new();
