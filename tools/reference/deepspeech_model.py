@@ -41,10 +41,6 @@ def conv_len(n, k, s, p):
     return (n + 2 * p - k) // s + 1
 
 
-class HLSTMDirection(nn.Module):
-    """One direction's H-LSTM parameters, registered on the layer under symbiont's names."""
-
-
 class BiHLSTM(nn.Module):
     """Bidirectional H-LSTM over (T, N, F) with per-utterance lengths; returns (T, N, 2H)."""
 

@@ -9,7 +9,7 @@ mod dense;
 
 pub use amx::available as amx_supported;
 pub use bsr::{Bsr, BLOCK_SHAPES};
-pub use csr::{gather_mode, Csr, GatherMode, Indices, GATHER_ENV};
+pub use csr::{gather_label, gather_mode, Csr, GatherMode, Indices, GATHER_ENV};
 pub use dense::{bf16_to_f32, f32_to_bf16};
 
 use crate::isa::{self, Isa};
@@ -721,31 +721,39 @@ mod tests {
 
     #[test]
     fn csr_gather_modes_match_the_reference_at_every_level() {
-        // u16 and u32 indices (K > 65 536), f32 and bf16 values, every few-batch width, rows
-        // shorter and longer than a vector, and a row range that starts mid-matrix.
+        // u16 and u32 indices (K > 65 536), f32 and bf16 values, every few-batch width, padded
+        // strides, rows with 0–3 non-zeros (shorter than any vector) and rows longer than one,
+        // and a row range that starts mid-matrix.
         for &(rows, cols) in &[(37, 300), (5, 70_000)] {
             for format in [Format::Csr, Format::CsrBf16] {
-                let w = random_matrix(rows, cols, 0.07, 21);
+                let mut w = random_matrix(rows, cols, 0.07, 21);
+                for (r, keep) in [(1, 0), (2, 1), (3, 3)] {
+                    let row = &mut w[r * cols..(r + 1) * cols];
+                    let nz: Vec<usize> = (0..cols).filter(|&c| row[c] != 0.0).collect();
+                    nz.iter().skip(keep).for_each(|&c| row[c] = 0.0);
+                }
                 let m = PackedMatrix::pack(&w, rows, cols, format);
                 let Storage::Csr(c) = &m.storage else {
                     unreachable!("csr storage")
                 };
+                assert_eq!(c.row_ptr[4] - c.row_ptr[1], 4, "rows 1–3 hold 0 + 1 + 3");
+                let (ldx, ldy) = (cols + 3, rows + 5);
                 for nb in 1..csr::TRANSPOSE_FROM {
-                    let x = random_matrix(nb, cols, 1.0, 22);
-                    let y0 = random_matrix(nb, rows, 1.0, 23);
+                    let x = random_matrix(nb, ldx, 1.0, 22);
+                    let y0 = random_matrix(nb, ldy, 1.0, 23);
                     let mut want = y0.clone();
-                    m.acc_reference(&x, cols, nb, &mut want, rows, 1..rows);
+                    m.acc_reference(&x, ldx, nb, &mut want, ldy, 1..rows);
                     for level in isa::supported() {
                         for mode in [GatherMode::Vector, GatherMode::Scalar] {
                             let mut got = y0.clone();
                             let o = Operands {
                                 x: &x,
-                                ldx: cols,
+                                ldx,
                                 nb,
                                 y: got.as_mut_ptr(),
-                                ldy: rows,
+                                ldy,
                             };
-                            // SAFETY: got holds nb rows of `rows`, exclusively borrowed.
+                            // SAFETY: got holds nb rows of ldy ≥ rows, exclusively borrowed.
                             unsafe { c.acc_mode(level, mode, o, 1..rows) };
                             let err = max_rel_err(&got, &want);
                             assert!(

@@ -315,6 +315,28 @@ impl Run {
     }
 }
 
+fn stop_requested(opts: &TrainOptions) -> bool {
+    opts.interrupted.is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// Saves a run stopped by a signal so that it resumes at batch `at` of the current epoch.
+fn save_interrupted(
+    run: &mut Run,
+    config: &SpeechConfig,
+    opts: &TrainOptions,
+    at: usize,
+    log: &mut dyn FnMut(String),
+) -> Result<(), String> {
+    run.state.batches_in_epoch = at;
+    run.save(&opts.out, config)?;
+    log(format!(
+        "interrupted: checkpoint saved after step {} (resume with --resume {})",
+        run.state.steps,
+        opts.out.display()
+    ));
+    Ok(())
+}
+
 /// Trains (or resumes) a model; `log` receives progress lines.
 pub fn train(
     config: SpeechConfig,
@@ -345,6 +367,13 @@ pub fn train(
     let mut last_eval = None;
     let mut interrupted = false;
     'epochs: for epoch in run.state.epochs..config.schedule.epochs {
+        if stop_requested(opts) {
+            // Before this epoch's augmentation: where the last run stopped stays the same.
+            let at = run.state.batches_in_epoch;
+            save_interrupted(&mut run, &config, opts, at, log)?;
+            interrupted = true;
+            break;
+        }
         let lr = config.schedule.lr(config.optim.lr, epoch);
         let t0 = Instant::now();
         let (mut loss_sum, mut utts, mut skipped) = (0.0, 0usize, 0usize);
@@ -368,14 +397,8 @@ pub fn train(
         };
         let features = augmented.as_deref().unwrap_or(&train_set.features);
         for (k, &bi) in order.iter().enumerate().skip(done) {
-            if opts.interrupted.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                run.state.batches_in_epoch = k;
-                run.save(&opts.out, &config)?;
-                log(format!(
-                    "interrupted: checkpoint saved after step {} (resume with --resume {})",
-                    run.state.steps,
-                    opts.out.display()
-                ));
+            if stop_requested(opts) {
+                save_interrupted(&mut run, &config, opts, k, log)?;
                 interrupted = true;
                 break 'epochs;
             }
@@ -422,6 +445,12 @@ pub fn train(
                     t0.elapsed().as_secs_f64()
                 ));
             }
+        }
+        if stop_requested(opts) {
+            // Every batch is trained: a resumed run goes straight to this epoch's evaluation.
+            save_interrupted(&mut run, &config, opts, order.len(), log)?;
+            interrupted = true;
+            break;
         }
         let evaluate_now = (config.run.eval_every > 0 && (epoch + 1) % config.run.eval_every == 0)
             || epoch + 1 == config.schedule.epochs;

@@ -255,7 +255,7 @@ pub fn isa(args: IsaArgs) -> Result<u8> {
         return Ok(0);
     }
     let (detected, active, gemm) = (isa::detected(), isa::active(), isa::gemm_level());
-    let gather = kernels::packed::gather_mode(active).name();
+    let gather = kernels::packed::gather_label(active);
     if args.json {
         println!(
             "{}",

@@ -311,14 +311,12 @@ pub fn bench(args: BenchArgs, threads: Option<usize>) -> Result<u8> {
         "matrices": matrices,
         "decoder_format": plan.decoder_format(),
     });
-    if plan
-        .stack()
-        .matrices()
-        .iter()
-        .any(|m| m.format.starts_with("csr"))
+    let csr = |f: &str| f.contains("csr");
+    if plan.stack().matrices().iter().any(|m| csr(&m.format))
+        || plan.decoder_format().is_some_and(|f| csr(&f))
     {
         // Which few-batch CSR kernel ran (measured per CPU; docs/benchmarks.md, "CSR gathers").
-        report["csr_gather"] = json!(kernels::packed::gather_mode(kernels::isa::active()).name());
+        report["csr_gather"] = json!(kernels::packed::gather_label(kernels::isa::active()));
     }
     if args.json {
         println!("{report}");

@@ -70,11 +70,12 @@ pub fn train_speech(args: TrainArgs, threads: Option<usize>, device: Device) -> 
             eprintln!("{line}");
         }
     };
+    let epochs = config.schedule.epochs;
     let s = train(config, &opts, &mut log)?;
     let rates = s.test.as_ref().map(|e| &e.rates);
     let (status, code) = if s.interrupted {
         ("interrupted", crate::signals::exit_code())
-    } else if args.max_steps.is_some_and(|m| s.state.steps >= m) {
+    } else if s.state.epochs < epochs {
         ("max_steps", 0)
     } else {
         ("finished", 0)

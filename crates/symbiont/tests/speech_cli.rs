@@ -162,22 +162,26 @@ fn train_eval_transcribe_and_compact_a_speech_model() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("AN4 has no `valid` split"));
     let wav0 = data.join("wav/an4_test/an4_test-0.wav");
     let wav1 = data.join("wav/an4_test/an4_test-1.wav");
+    // A longer file than the first: the plan built for the first length runs it too.
+    let wav2 = d.join("longer.wav");
+    tone(&wav2, 330.0, 0.8);
     let tr = run(&[
         "transcribe",
         "--model",
         run_s,
         wav0.to_str().unwrap(),
         wav1.to_str().unwrap(),
+        wav2.to_str().unwrap(),
     ]);
     assert!(tr.status.success());
     let lines: Vec<String> = String::from_utf8_lossy(&tr.stdout)
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     // The deployment plan transcribes what the training forward pass decodes.
     let mut model = speech::checkpoint::load_model(Path::new(run_s)).unwrap();
-    for (line, wav) in lines.iter().zip([&wav0, &wav1]) {
+    for (line, wav) in lines.iter().zip([&wav0, &wav1, &wav2]) {
         let spec = speech::data::featurize(wav).unwrap();
         let batch = speech::deepspeech::Batch::new(&[&spec], vec![Vec::new()]);
         let acts = model.forward(&batch, speech::deepspeech::Mode::Eval);

@@ -60,7 +60,19 @@ pub fn gather_mode(level: Isa) -> GatherMode {
     })
 }
 
-/// Times both modes, alternating, and keeps the one with the lower best time (ties: vector).
+/// What the few-batch kernel runs at `level`, for reports: the [`gather_mode`] name, or `none`
+/// at `portable` (a plain loop, no hand kernel).
+pub fn gather_label(level: Isa) -> &'static str {
+    if level == Isa::Portable {
+        "none"
+    } else {
+        gather_mode(level).name()
+    }
+}
+
+/// Times both modes, alternating, and keeps scalar only when its best time beats the vector
+/// mode's by 10%: the modes add in different orders, so a choice that flips between processes on
+/// a CPU where they time alike would change results in the last bits for nothing.
 fn measure_gather_mode(level: Isa) -> GatherMode {
     if level == Isa::Portable || !level.supported() {
         return GatherMode::Vector;
@@ -97,7 +109,7 @@ fn measure_gather_mode(level: Isa) -> GatherMode {
             best[slot] = best[slot].min(t);
         }
     }
-    if best[1] < best[0] {
+    if best[1] < 0.9 * best[0] {
         GatherMode::Scalar
     } else {
         GatherMode::Vector
@@ -298,7 +310,8 @@ impl Csr {
 
     /// The wide-batch kernel: x transposed to (K, B') in a per-thread scratch buffer, B' = B
     /// rounded up to [`XT_ALIGN`] so every row of x^T is whole vectors (no masked loads at AVX2
-    /// or NEON) and one pass over a row's non-zeros covers the batch (up to 48 wide).
+    /// or NEON) and one pass over a row's non-zeros covers up to six vectors of the batch (48
+    /// lanes at AVX2, 96 at AVX-512, 24 at NEON).
     unsafe fn acc_transposed(&self, level: Isa, o: Operands<'_>, rows: Range<usize>) {
         let Operands { x, ldx, nb, y, ldy } = o;
         thread_local! {
@@ -499,7 +512,8 @@ unsafe fn gather_row<S: Simd, I: Index, V: Weight, const NB: usize>(
     }
 }
 
-/// [`gather_row`] with scalar loads of x: four independent chains per batch row.
+/// [`gather_row`] with scalar loads of x, in `U` independent chains per batch row (eight at
+/// NB = 1, four at 2, two from 3 on: the batch rows add chains of their own).
 #[inline(always)]
 unsafe fn scalar_row<I: Index, V: Weight, const NB: usize, const U: usize>(
     vals: *const V,
