@@ -443,34 +443,103 @@ impl<I: Index, V: Weight> Kernel for Gather<'_, I, V> {
             // SAFETY: row_ptr bounds the row's non-zeros; forwarded contract for x and y.
             unsafe {
                 let (v, i, yr) = (vp.add(s), ip.add(s), y.add(r));
-                if mode == GatherMode::Scalar {
-                    match nb {
-                        1 => scalar_row::<I, V, 1, 8>(v, i, n, xp, ldx, yr, ldy),
-                        2 => scalar_row::<I, V, 2, 4>(v, i, n, xp, ldx, yr, ldy),
-                        3 => scalar_row::<I, V, 3, 2>(v, i, n, xp, ldx, yr, ldy),
-                        _ => {
-                            scalar_row::<I, V, 4, 2>(v, i, n, xp, ldx, yr, ldy);
-                            for b in 4..nb {
-                                let (xb, yb) = (xp.add(b * ldx), yr.add(b * ldy));
-                                scalar_row::<I, V, 1, 8>(v, i, n, xb, ldx, yb, ldy);
-                            }
-                        }
+                match mode {
+                    GatherMode::Scalar => by_width::<Scalar, I, V>(v, i, n, xp, ldx, nb, yr, ldy),
+                    GatherMode::Vector => {
+                        by_width::<Gathered<S>, I, V>(v, i, n, xp, ldx, nb, yr, ldy)
                     }
-                    continue;
                 }
-                match nb {
-                    1 => gather_row::<S, I, V, 1>(v, i, n, xp, ldx, yr, ldy),
-                    2 => gather_row::<S, I, V, 2>(v, i, n, xp, ldx, yr, ldy),
-                    3 => gather_row::<S, I, V, 3>(v, i, n, xp, ldx, yr, ldy),
-                    4 => gather_row::<S, I, V, 4>(v, i, n, xp, ldx, yr, ldy),
-                    _ => {
-                        // 5..=7: a block of four, then the rest one at a time.
-                        gather_row::<S, I, V, 4>(v, i, n, xp, ldx, yr, ldy);
-                        for b in 4..nb {
-                            let (xb, yb) = (xp.add(b * ldx), yr.add(b * ldy));
-                            gather_row::<S, I, V, 1>(v, i, n, xb, ldx, yb, ldy);
-                        }
-                    }
+            }
+        }
+    }
+}
+
+/// One row of the few-batch product at `NB` ≤ 4 batch rows, in one [`GatherMode`].
+trait RowKernel<I, V> {
+    unsafe fn row<const NB: usize>(
+        vals: *const V,
+        idx: *const I,
+        n: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+    );
+}
+
+/// [`GatherMode::Vector`]: [`gather_row`].
+struct Gathered<S>(std::marker::PhantomData<S>);
+
+/// [`GatherMode::Scalar`]: [`scalar_row`].
+struct Scalar;
+
+impl<S: Simd, I: Index, V: Weight> RowKernel<I, V> for Gathered<S> {
+    #[inline(always)]
+    unsafe fn row<const NB: usize>(
+        vals: *const V,
+        idx: *const I,
+        n: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { gather_row::<S, I, V, NB>(vals, idx, n, x, ldx, y, ldy) }
+    }
+}
+
+impl<I: Index, V: Weight> RowKernel<I, V> for Scalar {
+    #[inline(always)]
+    unsafe fn row<const NB: usize>(
+        vals: *const V,
+        idx: *const I,
+        n: usize,
+        x: *const f32,
+        ldx: usize,
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        // SAFETY (every arm): forwarded contract; NB is 1..=4 (`by_width`).
+        unsafe {
+            match NB {
+                1 => scalar_row::<I, V, 1, 8>(vals, idx, n, x, ldx, y, ldy),
+                2 => scalar_row::<I, V, 2, 4>(vals, idx, n, x, ldx, y, ldy),
+                3 => scalar_row::<I, V, 3, 2>(vals, idx, n, x, ldx, y, ldy),
+                _ => scalar_row::<I, V, 4, 2>(vals, idx, n, x, ldx, y, ldy),
+            }
+        }
+    }
+}
+
+/// One row at `nb` < 8 batch rows: 1–4 in one call, 5–7 as a block of four, then the rest one at
+/// a time.
+///
+/// # Safety
+/// As [`gather_row`] for `nb` batch rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_width<K: RowKernel<I, V>, I, V>(
+    v: *const V,
+    i: *const I,
+    n: usize,
+    xp: *const f32,
+    ldx: usize,
+    nb: usize,
+    yr: *mut f32,
+    ldy: usize,
+) {
+    // SAFETY (every arm): forwarded contract; batch row b starts at b·ldx in x and b·ldy in y.
+    unsafe {
+        match nb {
+            1 => K::row::<1>(v, i, n, xp, ldx, yr, ldy),
+            2 => K::row::<2>(v, i, n, xp, ldx, yr, ldy),
+            3 => K::row::<3>(v, i, n, xp, ldx, yr, ldy),
+            _ => {
+                K::row::<4>(v, i, n, xp, ldx, yr, ldy);
+                for b in 4..nb {
+                    let (xb, yb) = (xp.add(b * ldx), yr.add(b * ldy));
+                    K::row::<1>(v, i, n, xb, ldx, yb, ldy);
                 }
             }
         }
